@@ -1,0 +1,193 @@
+"""The ``segedu`` command line.
+
+    segedu demo                      train FCN-32s and FCN-8s on the synthetic set, report, plot
+    segedu models                    list the model zoo
+    segedu assign [--check]          generate exercises/ from solutions/ (or check it is current)
+    segedu check NOTEBOOK            run a notebook's public exercise checks (for students)
+    segedu grade NOTEBOOK [...]      grade notebooks against all tests, print "score: X / Y"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEMO_HELP = """\
+Train chapter 1's networks on the offline synthetic shapes set and show what skips buy.
+
+With no arguments this runs on the CPU with no network in about two minutes on 2 cores:
+it trains FCN-32s and FCN-8s (VGG16 at 1/8 width, with BatchNorm: the CPU profile) on
+512 synthetic 64x64 images, prints per-class IoU and mIoU on 128 validation images, and
+writes demo.png with inputs, ground truth and both models' predictions.
+"""
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from .data import make_loaders
+    from .metrics import format_report
+    from .profiles import get_profile
+    from .train import evaluate, fit, predict
+    from .utils import count_parameters, set_seed
+    from .viz import show_predictions
+    from .zoo import build_model
+
+    profile = get_profile("cpu", device=args.device)
+    epochs = args.epochs or profile.epochs
+    set_seed(args.seed)
+    train_loader, val_loader, classes = make_loaders(
+        "synthetic", size=profile.image_size, batch_size=profile.batch_size,
+        train_length=profile.train_length, val_length=profile.val_length, seed=args.seed)
+    images, targets = next(iter(val_loader))
+    images, targets = images[: args.rows], targets[: args.rows]
+    predictions, results = {}, {}
+    for name in args.models:
+        set_seed(args.seed)
+        model = build_model(name, len(classes), width=profile.width,
+                            batch_norm=profile.batch_norm)
+        print(f"\n== {name}: {count_parameters(model):,} parameters at width "
+              f"{profile.width:g} ({count_parameters(build_model(name, 21)):,} at full width, "
+              "21 classes) ==")
+        start = time.perf_counter()
+        history = fit(model, train_loader, val_loader, num_classes=len(classes), epochs=epochs,
+                      lr=profile.lr, device=profile.device, progress=not args.quiet,
+                      log=None if args.quiet else print)
+        seconds = time.perf_counter() - start
+        metrics = evaluate(model, val_loader, len(classes), device=profile.device)
+        results[name] = {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"],
+                         "iou": metrics["iou"], "train_seconds": seconds,
+                         "final_loss": history.final["loss"]}
+        print(format_report(metrics, classes))
+        print(f"{name}: mIoU {metrics['miou']:.3f} on {len(val_loader.dataset)} validation "
+              f"images after {epochs} epochs ({seconds:.0f} s)")
+        predictions[name] = predict(model, images, profile.device)
+
+    fig = show_predictions(images, targets, predictions, class_names=classes)
+    out = Path(args.out)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    print(f"\nwrote {out} (inputs, ground truth, " + ", ".join(predictions) + ")")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if len(results) > 1:
+        summary = "  ".join(f"{n} {r['miou']:.3f}" for n, r in results.items())
+        print(f"mIoU: {summary}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .utils import count_parameters
+    from .zoo import build_model, list_models
+
+    for name in list_models():
+        line = name
+        if args.params:
+            line += f"  {count_parameters(build_model(name, 21)):,} parameters (21 classes)"
+        print(line)
+    return 0
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from .grading import assign
+
+    paths = assign(args.solutions, args.exercises, check=args.check)
+    if args.check:
+        if paths:
+            print("exercises/ is out of date; run `segedu assign` and commit the result:")
+            for p in paths:
+                print(f"  {p}")
+            return 1
+        print("exercises/ is up to date.")
+        return 0
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .grading import check_notebook
+
+    report = check_notebook(args.notebook, timeout=args.timeout)
+    print(report.format())
+    return 0 if report.full_marks else 1
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grading import grade_notebook
+
+    reports = {}
+    for notebook in args.notebooks:
+        report = grade_notebook(notebook, timeout=args.timeout)
+        if len(args.notebooks) > 1:
+            print(f"== {notebook}")
+        print(report.format())
+        reports[str(notebook)] = report.to_dict()
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segedu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train FCN-32s vs FCN-8s on synthetic data (CPU, ~2 min)",
+                          description=DEMO_HELP,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--models", nargs="+", default=["fcn32s", "fcn8s"],
+                      help="zoo models to train and compare (default: fcn32s fcn8s)")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="training epochs per model (default: the CPU profile's)")
+    demo.add_argument("--out", default="demo.png", help="where to write the figure")
+    demo.add_argument("--json", default=None, help="also write the metrics as JSON here")
+    demo.add_argument("--rows", type=int, default=4, help="validation images in the figure")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="cpu",
+                      help="cpu (default), cuda or mps; the demo's sizes are the CPU profile's")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    demo.set_defaults(func=_demo)
+
+    models = sub.add_parser("models", help="list the model zoo")
+    models.add_argument("--params", action="store_true", help="also count parameters")
+    models.set_defaults(func=_models)
+
+    assign = sub.add_parser("assign", help="generate exercises/ from solutions/")
+    assign.add_argument("--solutions", default="solutions")
+    assign.add_argument("--exercises", default="exercises")
+    assign.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if exercises/ is out of date")
+    assign.set_defaults(func=_assign)
+
+    check = sub.add_parser("check", help="run a notebook's public checks (students)")
+    check.add_argument("notebook")
+    check.add_argument("--timeout", type=float, default=120)
+    check.set_defaults(func=_check)
+
+    grade = sub.add_parser("grade", help="grade notebooks; prints 'score: X / Y'")
+    grade.add_argument("notebooks", nargs="+")
+    grade.add_argument("--timeout", type=float, default=120,
+                       help="seconds per submission before it is stopped")
+    grade.add_argument("--json", default=None, help="write the detailed results here")
+    grade.set_defaults(func=_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:  # bad input: say what was wrong, no traceback
+        print(f"segedu {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Segmentation metrics, all read off one confusion matrix.
+
+The confusion matrix
+--------------------
+For ``C`` classes, ``n[i, j]`` counts the pixels whose ground truth is class ``i`` and whose
+prediction is class ``j`` (rows = ground truth, columns = prediction). The diagonal ``n[i, i]``
+holds the correct pixels. Pixels labelled ``ignore_index`` (255 in VOC: object borders and
+"void") are not counted at all. Every metric below is a few sums over this matrix, so we
+accumulate the matrix over a whole validation set and compute the metrics once at the end;
+averaging per-image scores instead would weight small images like large ones.
+
+Notation (Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015, Sec. 5, where the first four metrics are defined):
+
+* ``t_i = sum_j n[i, j]``  pixels of class ``i`` in the ground truth (row sum),
+* ``p_i = sum_j n[j, i]``  pixels predicted as class ``i`` (column sum).
+
+Metrics (FCN calls IoU "IU", intersection over union):
+
+* pixel accuracy      ``sum_i n[i, i] / sum_i t_i``
+* class accuracy      ``acc_i = n[i, i] / t_i``  (the recall of class ``i``)
+* mean accuracy       ``mean_i acc_i``
+* IoU                 ``iou_i = n[i, i] / (t_i + p_i - n[i, i])``  (intersection / union)
+* mean IoU            ``mean_i iou_i``
+* frequency-weighted  ``sum_i t_i * iou_i / sum_k t_k``  (IoU weighted by class frequency)
+* Dice                ``dice_i = 2 n[i, i] / (t_i + p_i)``  (the F1 score of class ``i``)
+
+A class with no pixels in the ground truth *and* none in the prediction has an undefined
+IoU and Dice (0 / 0); a class with no ground-truth pixels has an undefined accuracy. These
+are ``nan`` and the means skip them (``nanmean``), as FCN's reference evaluation code does:
+the paper's formulas divide by ``n_cl``, the number of classes, which assumes every class
+occurs in the evaluation set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .validation import check_logits_and_target, check_mask
+
+__all__ = ["ConfusionMatrix", "format_report"]
+
+
+class ConfusionMatrix:
+    """Accumulates a (C, C) confusion matrix over batches and computes the metrics from it.
+
+    Example::
+
+        cm = ConfusionMatrix(num_classes=21)
+        with torch.no_grad():
+            for images, targets in loader:
+                cm.update(model(images)["out"], targets)
+        print(format_report(cm.compute()))
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = 255,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        # rows = ground-truth class, columns = predicted class
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred_or_logits: torch.Tensor, target: torch.Tensor) -> ConfusionMatrix:
+        """Add one batch: logits (N, C, H, W) or labels (N, H, W), and a target (N, H, W).
+
+        Pixels where ``target == ignore_index`` are skipped. Returns ``self``.
+        """
+        pred = pred_or_logits
+        if isinstance(pred, torch.Tensor) and pred.dim() == 3 and pred.is_floating_point():
+            raise ValueError(
+                f"a 3-D prediction must hold integer labels (N, H, W), got {pred.dtype} with "
+                f"shape {tuple(pred.shape)}. Logits must be (N, C, H, W): for a single image "
+                "pass logits.unsqueeze(0) and target.unsqueeze(0)."
+            )
+        check_logits_and_target(pred, target)
+        if target.dim() != 3:
+            raise ValueError(
+                f"target must be a batch of masks (N, H, W), got shape {tuple(target.shape)}. "
+                "For a single image add a batch dimension with .unsqueeze(0)."
+            )
+        check_mask(target, self.num_classes, self.ignore_index)
+        if pred.device != target.device:
+            raise ValueError(
+                f"prediction is on {pred.device} but target is on {target.device}; "
+                "move them to the same device first."
+            )
+        pred = pred.detach()
+        if pred.dim() == 4:
+            if pred.shape[1] != self.num_classes:
+                raise ValueError(
+                    f"logits have {pred.shape[1]} channels but the confusion matrix has "
+                    f"num_classes={self.num_classes}; expected (N, {self.num_classes}, H, W)."
+                )
+            pred = pred.argmax(dim=1)  # (N, C, H, W) scores -> (N, H, W) labels
+        else:
+            check_mask(pred, self.num_classes, ignore_index=None, name="prediction")
+
+        t, p = target.flatten().long(), pred.flatten().long()  # long: t * C overflows uint8
+        if self.ignore_index is not None:
+            keep = t != self.ignore_index
+            t, p = t[keep], p[keep]
+        # pixel (t, p) lands in bin t * C + p, i.e. cell [t, p] of the flattened matrix
+        counts = torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2)
+        if self.matrix.device != counts.device:
+            self.matrix = self.matrix.to(counts.device)
+        self.matrix += counts.reshape(self.num_classes, self.num_classes)
+        return self
+
+    def reset(self) -> None:
+        """Set every count back to zero (e.g. before the next validation epoch)."""
+        self.matrix.zero_()
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add the counts of ``other`` (from another loader or process) into ``self``."""
+        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+            raise ValueError(
+                f"cannot merge a ConfusionMatrix with num_classes={other.num_classes}, "
+                f"ignore_index={other.ignore_index} into one with "
+                f"num_classes={self.num_classes}, ignore_index={self.ignore_index}."
+            )
+        self.matrix += other.matrix.to(self.matrix.device)
+        return self
+
+    def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        result = ConfusionMatrix(self.num_classes, self.ignore_index, self.matrix.device)
+        return result.merge(self).merge(other)
+
+    def compute(self) -> dict[str, float | list[float]]:
+        """All metrics as plain Python floats and lists (``nan`` where undefined)."""
+        n = self.matrix.double().cpu()
+        correct = n.diagonal()  # n[i, i]
+        t = n.sum(dim=1)  # t_i: ground-truth pixels of class i
+        p = n.sum(dim=0)  # p_i: pixels predicted as class i
+        total = t.sum()
+        # 0 / 0 = nan marks the undefined cases: a class with no pixels at all
+        acc = correct / t
+        iou = correct / (t + p - correct)
+        dice = 2 * correct / (t + p)
+        return {
+            "pixel_acc": (correct.sum() / total).item(),
+            "mean_acc": acc.nanmean().item(),
+            "acc": acc.tolist(),
+            "iou": iou.tolist(),
+            "miou": iou.nanmean().item(),
+            # classes absent from the ground truth have t_i = 0 and add nothing
+            "fw_iou": ((t * iou).nansum() / total).item(),
+            "dice": dice.tolist(),
+            "mean_dice": dice.nanmean().item(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
+            f"pixels={int(self.matrix.sum())})"
+        )
+
+
+def format_report(results: dict, class_names: Sequence[str] | None = None) -> str:
+    """A fixed-width table of per-class IoU and accuracy (in %) and a summary line.
+
+    ``results`` is the dict from :meth:`ConfusionMatrix.compute`; undefined (nan) entries
+    are shown as ``-``.
+    """
+    num_classes = len(results["iou"])
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"got {len(class_names)} class names for {num_classes} classes in the results."
+        )
+
+    def pct(x: float) -> str:
+        return "-" if math.isnan(x) else f"{100 * x:.2f}"
+
+    width = max(len("class"), *(len(name) for name in class_names))
+    lines = [f"{'class':<{width}}  {'IoU %':>7}  {'Acc %':>7}"]
+    for name, iou, acc in zip(class_names, results["iou"], results["acc"], strict=True):
+        lines.append(f"{name:<{width}}  {pct(iou):>7}  {pct(acc):>7}")
+    lines.append("-" * len(lines[0]))
+    lines.append(
+        f"pixel acc {pct(results['pixel_acc'])}  mean acc {pct(results['mean_acc'])}  "
+        f"mIoU {pct(results['miou'])}"
+    )
+    return "\n".join(lines)

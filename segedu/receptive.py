@@ -1,0 +1,124 @@
+"""Size arithmetic for convolutions, pooling and transposed convolutions (pure functions).
+
+Every chapter asks "how big is the map after this layer?". The answers are the formulas in
+PyTorch's ``nn.Conv2d`` / ``nn.ConvTranspose2d`` documentation, written out once here so a
+notebook can compute a size by hand and check it against the module.
+
+    conv / pool:     out = floor((n + 2p - d(k - 1) - 1) / s) + 1      (ceil with ceil_mode)
+    transposed conv: out = (n - 1) s - 2p + d(k - 1) + output_padding + 1
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from torch import nn
+
+__all__ = ["conv_output_size", "conv_transpose_output_size", "stack_output_size"]
+
+
+def _check_size_args(size: int, kernel_size: int, stride: int, dilation: int) -> None:
+    for name, value in (("size", size), ("kernel_size", kernel_size),
+                        ("stride", stride), ("dilation", dilation)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def conv_output_size(
+    size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output length of a convolution or pooling layer along one axis.
+
+    ``floor((size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``.
+    With ``ceil_mode=True`` (pooling only) the division rounds up, but, as in PyTorch, the
+    last window must start inside the input or the left padding.
+
+    Raises:
+        ValueError: if the (dilated) kernel does not fit into the padded input.
+    """
+    _check_size_args(size, kernel_size, stride, dilation)
+    span = dilation * (kernel_size - 1) + 1  # extent of the dilated kernel
+    room = size + 2 * padding - span
+    if ceil_mode:  # the last window may hang over the right edge, but must start inside
+        out = math.ceil(room / stride) + 1
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+        if out >= 1:
+            return out
+    if room < 0:
+        raise ValueError(
+            f"a kernel spanning {span} pixels (kernel_size={kernel_size}, dilation={dilation}) "
+            f"does not fit into an input of {size} pixels padded by {padding} on each side."
+        )
+    return room // stride + 1
+
+
+def conv_transpose_output_size(
+    size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    dilation: int = 1,
+) -> int:
+    """Output length of a transposed convolution along one axis.
+
+    ``(size - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1``.
+    FCN's upsampling layers use kernel 2s, stride s, padding s/2, which gives exactly
+    ``size * s`` (kernel 4/stride 2/padding 1 doubles).
+    """
+    _check_size_args(size, kernel_size, stride, dilation)
+    if not 0 <= output_padding < max(stride, dilation):
+        raise ValueError(
+            f"output_padding must be in [0, max(stride, dilation)) = [0, {max(stride, dilation)}), "
+            f"got {output_padding}."
+        )
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+    if out < 1:
+        raise ValueError(
+            f"padding {padding} removes the whole output of a transposed convolution on "
+            f"{size} pixels (kernel_size={kernel_size}, stride={stride})."
+        )
+    return out
+
+
+def _pair_first(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def stack_output_size(size: int, layers: Iterable[nn.Module]) -> int:
+    """Push a length through a sequence of layers, using the formulas above.
+
+    Handles ``Conv2d``, ``MaxPool2d``/``AvgPool2d`` and ``ConvTranspose2d`` (square
+    parameters); layers that keep the size (activations, BatchNorm, Dropout) pass through.
+    Anything else raises ``ValueError``, so a wrong answer is never silent.
+    """
+    passthrough = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.Identity)
+    for layer in layers:
+        if isinstance(layer, nn.ConvTranspose2d):
+            size = conv_transpose_output_size(
+                size, _pair_first(layer.kernel_size), _pair_first(layer.stride),
+                _pair_first(layer.padding), _pair_first(layer.output_padding),
+                _pair_first(layer.dilation))
+        elif isinstance(layer, nn.Conv2d):
+            size = conv_output_size(
+                size, _pair_first(layer.kernel_size), _pair_first(layer.stride),
+                _pair_first(layer.padding), _pair_first(layer.dilation))
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride = layer.stride if layer.stride is not None else layer.kernel_size
+            dilation = getattr(layer, "dilation", 1)
+            size = conv_output_size(
+                size, _pair_first(layer.kernel_size), _pair_first(stride),
+                _pair_first(layer.padding), _pair_first(dilation), ceil_mode=layer.ceil_mode)
+        elif isinstance(layer, passthrough):
+            continue
+        else:
+            raise ValueError(f"stack_output_size does not know how {type(layer).__name__} "
+                             "changes the size.")
+    return size

@@ -1,0 +1,185 @@
+"""A small, honest training loop: cross-entropy with ignore index, poly LR, evaluation.
+
+Chapter 7 grows this into the full trainer (Dice/Focal losses, checkpoints, AMP, DDP); the
+chapters before it need just enough to train a model on a CPU in a minute and measure it.
+
+The poly schedule used by FCN, DeepLab and PSPNet is ``lr = base_lr * (1 - it/max_it) ** 0.9``.
+PyTorch's ``PolynomialLR`` implements it, but its defaults (``total_iters=5, power=1.0``)
+silently stop decaying after five steps — :func:`poly_lr` sets both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .metrics import ConfusionMatrix
+from .validation import check_mask
+
+__all__ = ["poly_lr", "segmentation_loss", "train_one_epoch", "evaluate", "fit", "predict",
+           "History"]
+
+
+def poly_lr(optimizer: torch.optim.Optimizer, total_iters: int,
+            power: float = 0.9) -> torch.optim.lr_scheduler.PolynomialLR:
+    """Poly learning-rate decay over ``total_iters`` steps (call ``.step()`` every iteration)."""
+    if total_iters < 1:
+        raise ValueError(f"total_iters must be at least 1, got {total_iters}.")
+    return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_iters, power=power)
+
+
+def segmentation_loss(
+    outputs: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    *,
+    aux_weight: float = 0.4,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Pixel-wise cross-entropy on ``outputs["out"]`` plus ``aux_weight`` times that on ``"aux"``.
+
+    Pixels labelled ``ignore_index`` contribute nothing. The target is checked first, so a
+    mask value 7 with 5 classes is a clear ``ValueError`` rather than a CUDA assert.
+    """
+    logits = outputs["out"]
+    check_mask(target, logits.shape[1], ignore_index)
+    loss = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    if "aux" in outputs and aux_weight:
+        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target,
+                                                   ignore_index=ignore_index)
+    return loss
+
+
+def _batches(loader: Iterable, progress: bool, desc: str) -> Iterable:
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True) if progress else loader
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    aux_weight: float = 0.4,
+    progress: bool = False,
+    desc: str = "train",
+) -> float:
+    """One pass over ``loader``; the scheduler steps every iteration. Returns the mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for images, targets in _batches(loader, progress, desc):
+        images, targets = images.to(device), targets.to(device)
+        loss = segmentation_loss(model(images), targets, aux_weight=aux_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * images.shape[0]
+        count += images.shape[0]
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Confusion-matrix metrics (pixel accuracy, per-class IoU, mIoU, ...) over ``loader``."""
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    for images, targets in _batches(loader, progress, "eval"):
+        cm.update(model(images.to(device))["out"], targets.to(device))
+    return cm.compute()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Class labels (N, H, W) for a batch of images, with the model in eval mode."""
+    model.eval()
+    if device is None:
+        device = next(model.parameters()).device
+    return model(images.to(device))["out"].argmax(1).cpu()
+
+
+@dataclass
+class History:
+    """Per-epoch records of a :func:`fit` run."""
+
+    epochs: list[dict] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    def series(self, key: str) -> list:
+        return [e[key] for e in self.epochs]
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None = None,
+    *,
+    num_classes: int,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    aux_weight: float = 0.4,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> History:
+    """Train ``model`` for ``epochs`` with poly LR decay; evaluate after every epoch.
+
+    ``optimizer`` is ``"adam"`` (AdamW — forgiving, used by the CPU profile) or ``"sgd"``
+    (momentum, the papers' choice). Returns a :class:`History`; ``log`` gets one line per epoch.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
+    scheduler = poly_lr(opt, total_iters=epochs * len(train_loader))
+    model.to(device)
+    history = History()
+    bar = tqdm(range(1, epochs + 1), desc="epochs", dynamic_ncols=True) if progress else None
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        loss = train_one_epoch(model, train_loader, opt, scheduler, device=device,
+                               aux_weight=aux_weight, progress=progress,
+                               desc=f"epoch {epoch}/{epochs}")
+        record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
+        if val_loader is not None:
+            metrics = evaluate(model, val_loader, num_classes, device=device)
+            record.update(miou=metrics["miou"], pixel_acc=metrics["pixel_acc"])
+        history.epochs.append(record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: round(v, 3) for k, v in record.items()
+                             if k in ("loss", "miou")})
+        if log is not None:
+            extra = (f"  val mIoU {record['miou']:.3f}  pixel acc {record['pixel_acc']:.3f}"
+                     if "miou" in record else "")
+            log(f"epoch {epoch}/{epochs}  loss {loss:.3f}{extra}")
+    if bar is not None:
+        bar.close()
+    return history

@@ -1,0 +1,262 @@
+"""segedu.metrics: the confusion matrix and the metrics read off it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from segedu.metrics import ConfusionMatrix, format_report
+
+
+def random_batch(
+    gen: torch.Generator, num_classes: int, shape=(2, 13, 17), ignore_frac: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random labels (pred, target); about ``ignore_frac`` of the target pixels are 255."""
+    pred = torch.randint(0, num_classes, shape, generator=gen)
+    target = torch.randint(0, num_classes, shape, generator=gen)
+    target[torch.rand(shape, generator=gen) < ignore_frac] = 255
+    return pred, target
+
+
+def hand_worked_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 4x4 mask with 3 classes and one ignored pixel (bottom right)."""
+    target = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2], [2, 2, 2, 255]])
+    pred = torch.tensor([[0, 0, 0, 1], [0, 1, 1, 1], [2, 2, 1, 2], [2, 2, 2, 0]])
+    return pred[None], target[None]
+
+
+@pytest.mark.parametrize("num_classes", [2, 5, 21])
+def test_confusion_matrix_matches_sklearn_on_random_masks(num_classes: int) -> None:
+    gen = torch.Generator().manual_seed(num_classes)
+    cm = ConfusionMatrix(num_classes)
+    preds, targets = [], []
+    for _ in range(3):  # several batches accumulate into one matrix
+        pred, target = random_batch(gen, num_classes)
+        cm.update(pred, target)
+        keep = target != 255
+        preds.append(pred[keep].numpy())
+        targets.append(target[keep].numpy())
+    y_pred, y_true = np.concatenate(preds), np.concatenate(targets)
+    labels = list(range(num_classes))
+
+    expected = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    np.testing.assert_array_equal(cm.matrix.numpy(), expected)
+    assert cm.matrix.dtype == torch.int64
+
+    results = cm.compute()
+    expected_iou = skm.jaccard_score(y_true, y_pred, labels=labels, average=None)
+    np.testing.assert_allclose(results["iou"], expected_iou)
+    assert results["miou"] == pytest.approx(expected_iou.mean())
+    np.testing.assert_allclose(
+        results["acc"], skm.recall_score(y_true, y_pred, labels=labels, average=None)
+    )
+    assert results["pixel_acc"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert results["mean_acc"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    # Dice is the F1 score of each class
+    np.testing.assert_allclose(
+        results["dice"], skm.f1_score(y_true, y_pred, labels=labels, average=None)
+    )
+
+
+def test_hand_worked_example_gives_the_expected_matrix_and_metrics() -> None:
+    # Rows = ground truth, columns = prediction; the ignored pixel (predicted 0) is not counted.
+    #   class 0: 4 GT pixels, 3 predicted 0, 1 predicted 1  -> row [3, 1, 0]
+    #   class 1: 4 GT pixels, 1 predicted 0, 3 predicted 1  -> row [1, 3, 0]
+    #   class 2: 7 GT pixels, 1 predicted 1, 6 predicted 2  -> row [0, 1, 6]
+    # Column sums (predicted pixels): 4, 5, 6.
+    #   IoU = n_ii / (t_i + p_i - n_ii):
+    #   IoU_0 = 3 / (4 + 4 - 3) = 0.6,  IoU_1 = 3 / (4 + 5 - 3) = 0.5,
+    #   IoU_2 = 6 / (7 + 6 - 6) = 6/7
+    #   mIoU = (0.6 + 0.5 + 6/7) / 3;  pixel acc = 12 / 15 = 0.8
+    #   acc = [3/4, 3/4, 6/7];  fwIoU = (4 * 0.6 + 4 * 0.5 + 7 * 6/7) / 15 = 10.4 / 15
+    #   Dice = [6/8, 6/9, 12/13]
+    cm = ConfusionMatrix(3).update(*hand_worked_example())
+    assert cm.matrix.tolist() == [[3, 1, 0], [1, 3, 0], [0, 1, 6]]
+    r = cm.compute()
+    assert r["iou"] == pytest.approx([0.6, 0.5, 6 / 7])
+    assert r["miou"] == pytest.approx((0.6 + 0.5 + 6 / 7) / 3)
+    assert r["pixel_acc"] == pytest.approx(0.8)
+    assert r["acc"] == pytest.approx([0.75, 0.75, 6 / 7])
+    assert r["mean_acc"] == pytest.approx((0.75 + 0.75 + 6 / 7) / 3)
+    assert r["fw_iou"] == pytest.approx(10.4 / 15)
+    assert r["dice"] == pytest.approx([6 / 8, 6 / 9, 12 / 13])
+    assert r["mean_dice"] == pytest.approx((6 / 8 + 6 / 9 + 12 / 13) / 3)
+
+
+def test_logits_give_the_same_matrix_as_their_argmax_labels() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 9, 11, generator=gen)
+    _, target = random_batch(gen, 5, shape=(2, 9, 11))
+    from_logits = ConfusionMatrix(5).update(logits, target)
+    from_labels = ConfusionMatrix(5).update(logits.argmax(1), target)
+    assert from_logits.matrix.sum() > 0
+    assert torch.equal(from_logits.matrix, from_labels.matrix)
+
+
+def test_pixels_marked_ignore_index_are_not_counted() -> None:
+    target = torch.tensor([[[0, 1], [255, 255]]])
+    pred = torch.tensor([[[0, 1], [1, 0]]])
+    cm = ConfusionMatrix(2).update(pred, target)
+    assert cm.matrix.tolist() == [[1, 0], [0, 1]]
+
+
+def test_a_custom_ignore_index_is_skipped_like_255() -> None:
+    target = torch.tensor([[[0, 1], [-100, -100]]])
+    pred = torch.tensor([[[0, 1], [1, 0]]])
+    cm = ConfusionMatrix(2, ignore_index=-100).update(pred, target)
+    assert cm.matrix.tolist() == [[1, 0], [0, 1]]
+
+
+def test_uint8_targets_do_not_overflow_when_indexing_the_matrix() -> None:
+    # 20 * 21 + 20 = 440 does not fit in uint8
+    target = torch.full((1, 2, 2), 20, dtype=torch.uint8)
+    cm = ConfusionMatrix(21).update(target.clone(), target)
+    assert cm.matrix[20, 20] == 4
+    assert cm.matrix.sum() == 4
+
+
+def test_classes_absent_from_pred_and_target_get_nan_iou_and_are_left_out_of_miou() -> None:
+    target = torch.tensor([[[0, 0, 1, 1]]])
+    pred = torch.tensor([[[0, 1, 1, 1]]])
+    r = ConfusionMatrix(4).update(pred, target).compute()
+    assert r["iou"][:2] == pytest.approx([1 / 2, 2 / 3])
+    assert math.isnan(r["iou"][2]) and math.isnan(r["iou"][3])
+    assert math.isnan(r["acc"][2]) and math.isnan(r["dice"][3])
+    assert r["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert r["mean_acc"] == pytest.approx((1 / 2 + 1) / 2)
+
+
+def test_a_class_predicted_but_absent_from_the_target_has_zero_iou_and_nan_accuracy() -> None:
+    target = torch.tensor([[[0, 0]]])
+    pred = torch.tensor([[[0, 1]]])
+    r = ConfusionMatrix(2).update(pred, target).compute()
+    assert r["iou"] == pytest.approx([0.5, 0.0])
+    assert math.isnan(r["acc"][1])
+    assert r["miou"] == pytest.approx(0.25)
+    assert r["fw_iou"] == pytest.approx(0.5)  # weighted by GT frequency: class 1 has weight 0
+
+
+def test_an_empty_matrix_gives_nan_everywhere() -> None:
+    r = ConfusionMatrix(3).compute()
+    assert all(math.isnan(r[k]) for k in ("pixel_acc", "mean_acc", "miou", "fw_iou"))
+
+
+def test_compute_returns_plain_python_numbers_that_serialise_to_json() -> None:
+    r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
+    assert set(r) == {"pixel_acc", "mean_acc", "acc", "iou", "miou", "fw_iou", "dice", "mean_dice"}
+    for key, value in r.items():
+        if isinstance(value, list):
+            assert all(type(v) is float for v in value), key
+        else:
+            assert type(value) is float, key
+    assert json.loads(json.dumps(r))["miou"] == pytest.approx(r["miou"])
+
+
+def test_update_detaches_tensors_that_require_grad_and_works_under_no_grad() -> None:
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    cm = ConfusionMatrix(3)
+    assert cm.update(logits, target) is cm
+    with torch.no_grad():
+        cm.update(logits, target)
+    assert cm.matrix.sum() == 32
+    assert not cm.matrix.requires_grad
+
+
+def test_reset_clears_the_counts() -> None:
+    cm = ConfusionMatrix(3).update(*hand_worked_example())
+    cm.reset()
+    assert cm.matrix.sum() == 0
+
+
+def test_adding_matrices_equals_updating_one_matrix_with_all_batches() -> None:
+    gen = torch.Generator().manual_seed(1)
+    a_batch, b_batch = random_batch(gen, 4), random_batch(gen, 4)
+    a, b = ConfusionMatrix(4).update(*a_batch), ConfusionMatrix(4).update(*b_batch)
+    both = ConfusionMatrix(4).update(*a_batch).update(*b_batch)
+    assert torch.equal((a + b).matrix, both.matrix)
+    assert torch.equal(a.merge(b).matrix, both.matrix)
+    with pytest.raises(ValueError, match="num_classes=5"):
+        a.merge(ConfusionMatrix(5))
+
+
+def test_repr_names_classes_and_counted_pixels() -> None:
+    cm = ConfusionMatrix(3).update(*hand_worked_example())
+    assert repr(cm) == "ConfusionMatrix(num_classes=3, ignore_index=255, pixels=15)"
+
+
+def test_target_value_outside_the_classes_raises_with_the_value_and_allowed_range() -> None:
+    target = torch.tensor([[[0, 1], [2, 7]]])
+    with pytest.raises(ValueError, match=r"\{7\}.*0\.\.2"):
+        ConfusionMatrix(3).update(torch.zeros_like(target), target)
+
+
+def test_with_ignore_index_none_255_is_an_error() -> None:
+    target = torch.tensor([[[0, 255]]])
+    ConfusionMatrix(3).update(torch.zeros_like(target), target)  # fine with the default
+    with pytest.raises(ValueError, match="255"):
+        ConfusionMatrix(3, ignore_index=None).update(torch.zeros_like(target), target)
+
+
+def test_predicted_labels_outside_the_classes_raise() -> None:
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="prediction.*3"):
+        ConfusionMatrix(3).update(torch.full_like(target, 3), target)
+
+
+def test_logits_with_the_wrong_channel_count_raise_naming_both_numbers() -> None:
+    with pytest.raises(ValueError, match=r"4 channels.*num_classes=3"):
+        ConfusionMatrix(3).update(torch.randn(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "message"),
+    [
+        (torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 4, dtype=torch.long), "shape"),
+        (torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2, dtype=torch.long), "shape"),
+        (torch.zeros(3, 2, 2), torch.zeros(2, 2, dtype=torch.long), "unsqueeze"),
+        (torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long), "unsqueeze"),
+        (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2), "integer"),
+        (torch.zeros(1, 2, 2, dtype=torch.long), np.zeros((1, 2, 2), dtype=np.int64), "Tensor"),
+    ],
+    ids=[
+        "spatial-mismatch",
+        "4d-target",
+        "single-image-logits",
+        "2d-masks",
+        "float-target",
+        "numpy-target",
+    ],
+)
+def test_wrong_shapes_dtypes_and_types_raise_value_error(pred, target, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConfusionMatrix(3).update(pred, target)
+
+
+def test_num_classes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        ConfusionMatrix(0)
+
+
+def test_format_report_lists_each_class_and_the_summary() -> None:
+    r = ConfusionMatrix(4).update(*hand_worked_example()).compute()
+    report = format_report(r, ["background", "cat", "dog", "bird"])
+    lines = report.splitlines()
+    assert lines[0].split() == ["class", "IoU", "%", "Acc", "%"]
+    assert lines[1].split() == ["background", "60.00", "75.00"]
+    assert lines[3].split() == ["dog", "85.71", "85.71"]
+    assert lines[4].split() == ["bird", "-", "-"]  # absent class: nan shown as "-"
+    assert lines[-1] == "pixel acc 80.00  mean acc 78.57  mIoU 65.24"
+    assert len({len(line) for line in lines[:-1]}) == 1  # fixed-width table
+    assert format_report(r).splitlines()[1].split() == ["0", "60.00", "75.00"]
+
+
+def test_format_report_rejects_the_wrong_number_of_class_names() -> None:
+    r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        format_report(r, ["a", "b"])
