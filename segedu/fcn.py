@@ -209,10 +209,10 @@ class FCN(nn.Module):
         # fc6 / fc7 as convolutions (Sec. 3.1); padding 3 keeps pool5's size.
         self.fc6 = nn.Conv2d(pool5, fc, kernel_size=7, padding=3)
         self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout2d(dropout)
+        self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.Conv2d(fc, fc, kernel_size=1)
         self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout2d(dropout)
+        self.drop7 = nn.Dropout(dropout)
         self.score_fr = nn.Conv2d(fc, num_classes, kernel_size=1)
 
         # Skip scorers (1x1 convs on pool4 / pool3) and the 2x upsamplers that fuse them.

@@ -260,3 +260,39 @@ def test_format_report_rejects_the_wrong_number_of_class_names() -> None:
     r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         format_report(r, ["a", "b"])
+
+
+def _square(shift: int = 0) -> torch.Tensor:
+    mask = torch.zeros(1, 32, 32, dtype=torch.long)
+    mask[:, 8:24, 8 + shift : 24 + shift] = 1
+    return mask
+
+
+def test_boundary_f1_is_one_for_a_perfect_or_within_tolerance_prediction():
+    from segedu.metrics import boundary_f1
+
+    assert boundary_f1(_square(), _square()) == 1.0
+    assert boundary_f1(_square(shift=2), _square(), tolerance=2) == 1.0
+    assert boundary_f1(_square(shift=2), _square(), tolerance=1) < 1.0
+
+
+def test_boundary_f1_falls_as_the_boundary_moves_away():
+    from segedu.metrics import boundary_f1
+
+    # Shifted right, the left and right edges leave the 2-px tolerance; top and bottom stay.
+    scores = [boundary_f1(_square(shift=s), _square(), tolerance=2) for s in (0, 3, 6)]
+    assert scores[0] > scores[1] > scores[2]
+    assert boundary_f1(torch.zeros(1, 32, 32, dtype=torch.long), _square()) == 0.0
+    empty = torch.zeros(1, 8, 8, dtype=torch.long)
+    assert math.isnan(boundary_f1(empty, empty))
+
+
+def test_boundary_f1_accepts_logits_and_skips_ignore_pixels():
+    from segedu.metrics import boundary_f1
+
+    target = _square()
+    target[:, 8, 8:24] = 255  # an ignore band on the top edge
+    logits = torch.nn.functional.one_hot(_square(), 2).permute(0, 3, 1, 2).float()
+    assert boundary_f1(logits, target) == 1.0
+    with pytest.raises(ValueError):
+        boundary_f1(logits, target[0])

@@ -1,0 +1,57 @@
+"""Exercises, local checks and the grader.
+
+* :mod:`~segedu.grading.exercise` — :class:`Exercise`, :class:`Case`, the registry,
+  :func:`compute` (runs in the student's process) and :func:`compare` (runs in the grader's).
+* ``chNN`` modules — each chapter's exercises, registered on first use of the registry.
+* :mod:`~segedu.grading.notebook` — notebook conventions, exercise-notebook generation
+  (:func:`assign`).
+* :mod:`~segedu.grading.runner` — the child process that runs a submission.
+* :mod:`~segedu.grading.grader` — :func:`grade_notebook`, :func:`check_notebook` and the
+  in-notebook :func:`check`.
+"""
+
+from .exercise import (
+    Case,
+    Exercise,
+    all_exercises,
+    compare,
+    compute,
+    exercises_for,
+    get_exercise,
+    register,
+    unregister,
+)
+from .grader import (
+    CaseResult,
+    CheckResult,
+    ExerciseResult,
+    GradeReport,
+    check,
+    check_notebook,
+    check_result,
+    grade_notebook,
+)
+from .notebook import assign, graded_cells, make_exercise_notebook
+
+__all__ = [
+    "Case",
+    "Exercise",
+    "all_exercises",
+    "compare",
+    "compute",
+    "exercises_for",
+    "get_exercise",
+    "register",
+    "unregister",
+    "CaseResult",
+    "CheckResult",
+    "ExerciseResult",
+    "GradeReport",
+    "check",
+    "check_result",
+    "check_notebook",
+    "grade_notebook",
+    "assign",
+    "graded_cells",
+    "make_exercise_notebook",
+]

@@ -1,0 +1,388 @@
+"""Exercises, cases, and how a student's answer is compared with the reference.
+
+An :class:`Exercise` is one function a student writes (``bilinear_kernel``). It owns the
+reference implementation from the segedu package and a list of :class:`Case` s: each case
+builds the function's positional arguments deterministically, and is worth some points.
+
+Grading is split in two halves so that a submission cannot change its own score:
+
+* :func:`compute` runs a function on a case and turns the result into plain, safely
+  serialisable data (tensors, ints, floats, strings, tuples, lists, dicts, None). The
+  grader calls it *in the student's process* on the student's function.
+* :func:`compare` judges that data against the reference's data with
+  :func:`torch.testing.assert_close`. The grader calls it *in its own process*.
+
+Chapter modules (``segedu/grading/ch01.py``, ``ch02.py``, ...) :func:`register` their
+exercises when imported; the registry imports every ``chNN`` module the first time it is
+asked for an exercise, so adding a chapter needs no edit here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import numbers
+import pkgutil
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "Case",
+    "Exercise",
+    "compute",
+    "compare",
+    "to_plain",
+    "register",
+    "unregister",
+    "get_exercise",
+    "exercises_for",
+    "all_exercises",
+]
+
+
+@dataclass
+class Case:
+    """One graded call of the student's function.
+
+    Args:
+        name: a human label shown in reports ("k=4, 3 classes", "size 127"). Unique within
+            the exercise; it is also the key under which the result travels between processes.
+        make_inputs: builds the positional arguments, deterministically (seed a
+            ``torch.Generator`` for random tensors). It is called afresh for the student and
+            for the reference, so a function that modifies its inputs harms nobody.
+        points: what passing this case is worth.
+        hidden: hidden cases are graded but never run by :func:`segedu.check`, and their
+            failure messages do not show expected values.
+        summary: overrides the exercise's ``summary`` for this case (e.g. to check what a
+            returned module *does* on an input rather than what it holds).
+    """
+
+    name: str
+    make_inputs: Callable[[], tuple]
+    points: float = 1.0
+    hidden: bool = False
+    summary: Callable[[Any], Any] | None = None
+
+
+@dataclass
+class Exercise:
+    """A function students write, its reference implementation, and the cases that grade it.
+
+    Args:
+        id: ``"chNN.name"``, e.g. ``"ch01.bilinear_kernel"``; ``chNN`` is the chapter.
+        function: the name the student defines in the notebook.
+        reference: the segedu package's implementation.
+        cases: the graded calls.
+        hint: what to think about when a case fails. The first line is also the hint in
+            the exercise notebook's ``raise NotImplementedError(...)`` stub, so keep it short.
+        summary: turns a returned object into comparable plain data (for a returned
+            ``nn.Conv2d``: its weight, bias and kernel size). It must raise ``TypeError``
+            with a clear message when the object is of the wrong type. ``None`` compares the
+            returned value itself.
+        rtol, atol: tolerances for floating-point values (as in ``assert_close``).
+    """
+
+    id: str
+    function: str
+    reference: Callable
+    cases: list[Case]
+    hint: str
+    summary: Callable[[Any], Any] | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"ch\d{2}\.\w+", self.id):
+            raise ValueError(f"exercise id must look like 'ch01.name', got {self.id!r}")
+        if not self.function.isidentifier():
+            raise ValueError(f"function must be a Python identifier, got {self.function!r}")
+        if not self.cases:
+            raise ValueError(f"exercise {self.id} has no cases")
+        names = [case.name for case in self.cases]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"exercise {self.id}: duplicate case names {duplicates}")
+
+    @property
+    def chapter(self) -> str:
+        """``"ch01"`` for ``"ch01.bilinear_kernel"``."""
+        return self.id.split(".", 1)[0]
+
+    @property
+    def short_hint(self) -> str:
+        """The first line of :attr:`hint` (used in exercise-notebook stubs)."""
+        return self.hint.strip().splitlines()[0].strip() if self.hint.strip() else ""
+
+    def public_cases(self) -> list[Case]:
+        return [case for case in self.cases if not case.hidden]
+
+    def case(self, name: str) -> Case:
+        for case in self.cases:
+            if case.name == name:
+                return case
+        raise KeyError(f"exercise {self.id} has no case {name!r}")
+
+    @property
+    def total_points(self) -> float:
+        return float(sum(case.points for case in self.cases))
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def to_plain(value: Any) -> Any:
+    """Convert ``value`` to plain data that ``torch.load(weights_only=True)`` can read.
+
+    Tensors are detached, moved to the CPU and copied; ``torch.Size`` becomes a tuple;
+    NumPy-style scalars become ``int``/``float``. Anything else raises ``TypeError``.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.is_sparse or value.layout != torch.strided:
+            value = value.to_dense()
+        return value.detach().cpu().clone().contiguous().as_subclass(torch.Tensor)
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Size):
+        return tuple(int(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(to_plain(v) for v in value)
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    raise TypeError(f"cannot grade a value of type {type(value).__name__}")
+
+
+def compute(exercise: Exercise, fn: Callable, case: Case) -> Any:
+    """Call ``fn`` on the case's inputs and return the summarised result as plain data.
+
+    Runs under ``torch.no_grad()``. Exceptions from ``fn`` or from the summary (a wrong
+    return type) propagate to the caller.
+    """
+    summary = case.summary or exercise.summary
+    with torch.no_grad():
+        result = fn(*case.make_inputs())
+        if summary is not None:
+            result = summary(result)
+        return to_plain(result)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return "Tensor"
+    if value is None:
+        return "None"
+    return type(value).__name__
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _compare_tensor(got: Any, exp: torch.Tensor, ex: Exercise, hidden: bool,
+                    errors: list[float]) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        return f"expected a Tensor, got {_type_name(got)}"
+    if got.shape != exp.shape:
+        if hidden:
+            return f"got shape {tuple(got.shape)}, which is not the expected shape"
+        return f"expected shape {tuple(exp.shape)}, got {tuple(got.shape)}"
+    if got.dtype != exp.dtype:
+        return f"expected dtype {exp.dtype}, got {got.dtype}"
+    exact = not (exp.is_floating_point() or exp.is_complex())
+    rtol, atol = (0.0, 0.0) if exact else (ex.rtol, ex.atol)
+    try:
+        torch.testing.assert_close(got, exp, rtol=rtol, atol=atol, equal_nan=True)
+        passed = True
+    except AssertionError:
+        passed = False
+    if exp.numel() == 0:
+        return None if passed else "values differ"
+    if exact:
+        diff = (got.to(torch.float64) - exp.to(torch.float64)).abs()
+        bad = got != exp
+    else:
+        diff = (got.to(torch.float64) - exp.to(torch.float64)).abs()
+        bad = ~torch.isclose(got, exp, rtol=rtol, atol=atol, equal_nan=True)
+        # NaN or inf where a finite value was expected counts as an infinite error
+        diff = torch.where(torch.isnan(diff) & bad, torch.full_like(diff, math.inf), diff)
+        diff = torch.nan_to_num(diff, nan=0.0)
+    worst = float(diff.max())
+    if passed:
+        errors.append(worst)
+        return None
+    n_bad, n = int(bad.sum()), exp.numel()
+    if hidden:
+        return f"{n_bad} of {n} values differ from the expected ones"
+    flat = int(torch.argmax(torch.where(bad, diff, torch.full_like(diff, -1.0))))
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), exp.shape))
+    g, e = got.reshape(-1)[flat].item(), exp.reshape(-1)[flat].item()
+    where = f" at index {index}" if exp.dim() else ""
+    return (f"{n_bad} of {n} values differ; max abs error {worst:.3g}{where} "
+            f"(expected {_fmt(e)}, got {_fmt(g)})")
+
+
+def _compare(got: Any, exp: Any, ex: Exercise, hidden: bool, errors: list[float]) -> str | None:
+    """Return None when ``got`` matches ``exp``, else a message (without a location)."""
+    if isinstance(exp, torch.Tensor):
+        return _compare_tensor(got, exp, ex, hidden, errors)
+    if exp is None:
+        return None if got is None else f"expected None, got {_type_name(got)}"
+    if isinstance(exp, bool):
+        if not isinstance(got, bool):
+            return f"expected a bool, got {_type_name(got)}"
+        if got == exp:
+            return None
+        return f"got {got}, which is wrong" if hidden else f"expected {exp}, got {got}"
+    if isinstance(exp, int):
+        if isinstance(got, bool) or not isinstance(got, int):
+            extra = ""
+            if isinstance(got, float):
+                extra = f" {_fmt(got)} (use // or math.floor to get an int)"
+            elif isinstance(got, torch.Tensor):
+                extra = " (return a Python int: integer arithmetic, or .item())"
+            return f"expected an int, got {_type_name(got)}{extra}"
+        if got == exp:
+            return None
+        return f"got {got}, which is not the expected value" if hidden else (
+            f"expected {exp}, got {got}")
+    if isinstance(exp, float):
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            return f"expected a float, got {_type_name(got)}"
+        err = abs(float(got) - exp)
+        if err <= ex.atol + ex.rtol * abs(exp) or (math.isnan(exp) and math.isnan(got)):
+            errors.append(err)
+            return None
+        if hidden:
+            return f"got {_fmt(got)}, which is not the expected value"
+        return f"expected {_fmt(exp)}, got {_fmt(got)} (abs error {err:.3g})"
+    if isinstance(exp, str):
+        if got == exp:
+            return None
+        return "wrong string" if hidden else f"expected {exp!r}, got {got!r}"
+    if isinstance(exp, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            return f"expected a {type(exp).__name__}, got {_type_name(got)}"
+        if len(got) != len(exp):
+            return f"expected {len(exp)} items, got {len(got)}"
+        for i, (g, e) in enumerate(zip(got, exp, strict=True)):
+            message = _compare(g, e, ex, hidden, errors)
+            if message is not None:
+                return f"item {i}: {message}"
+        return None
+    if isinstance(exp, dict):
+        if not isinstance(got, dict):
+            return f"expected a dict, got {_type_name(got)}"
+        for key, e in exp.items():
+            if key not in got:
+                return f"missing {key!r}"
+            message = _compare(got[key], e, ex, hidden, errors)
+            if message is not None:
+                return f"{key}: {message}"
+        return None
+    raise TypeError(f"cannot compare expected values of type {type(exp).__name__}")
+
+
+def compare(exercise: Exercise, got: Any, expected: Any, *, hidden: bool = False,
+            ) -> tuple[bool, str]:
+    """Compare a student's plain data with the reference's.
+
+    Tensors are compared with :func:`torch.testing.assert_close` (the exercise's ``rtol``
+    and ``atol``; integer and bool tensors exactly) after checking type, shape and dtype;
+    Python ints exactly; floats with the same tolerances; tuples, lists and dicts item by
+    item.
+
+    Returns:
+        ``(ok, message)``. On failure the message says what differs, e.g. ``"weight:
+        expected shape (5, 4, 3, 3), got (5, 36)"`` or the number of differing values with
+        the worst absolute error; with ``hidden=True`` it never shows expected values. On
+        success it is ``"max abs error ..."`` when floating-point values were compared, else
+        ``""``.
+    """
+    errors: list[float] = []
+    message = _compare(got, expected, exercise, hidden, errors)
+    if message is not None:
+        return False, message
+    if errors and not hidden:
+        return True, f"max abs error {max(errors):.2g}"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, Exercise] = {}
+_loaded_chapters: set[str] = set()
+
+
+def _chapter_modules() -> list[str]:
+    package = importlib.import_module("segedu.grading")
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                  if re.fullmatch(r"ch\d{2}", m.name))
+
+
+def _load_chapters(chapter: str | None = None) -> None:
+    """Import ``segedu.grading.<chapter>`` (every ``chNN`` module when ``chapter`` is None)
+    once; chapter modules register their exercises on import. Loading only the chapter
+    asked for keeps grading chapter 1 from importing chapter 5's networks."""
+    names = _chapter_modules() if chapter is None else [chapter]
+    for name in names:
+        if name in _loaded_chapters:
+            continue
+        if importlib.util.find_spec(f"segedu.grading.{name}") is not None:
+            importlib.import_module(f"segedu.grading.{name}")
+        _loaded_chapters.add(name)
+
+
+def register(exercise: Exercise, *, replace: bool = False) -> Exercise:
+    """Add ``exercise`` to the registry (``replace=True`` to overwrite an existing id)."""
+    if exercise.id in _REGISTRY and not replace and _REGISTRY[exercise.id] is not exercise:
+        raise ValueError(f"exercise {exercise.id!r} is already registered")
+    _REGISTRY[exercise.id] = exercise
+    return exercise
+
+
+def unregister(exercise_id: str) -> None:
+    """Remove an exercise (for tests); unknown ids are ignored."""
+    _REGISTRY.pop(exercise_id, None)
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    """The registered exercise ``exercise_id``; ``ValueError`` listing known ids if unknown."""
+    if exercise_id not in _REGISTRY:
+        match = re.match(r"(ch\d{2})\.", exercise_id)
+        _load_chapters(match.group(1) if match else None)
+    try:
+        return _REGISTRY[exercise_id]
+    except KeyError:
+        _load_chapters()
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValueError(
+            f"unknown exercise {exercise_id!r}; known exercises: {known}"
+        ) from None
+
+
+def exercises_for(prefix: str) -> list[Exercise]:
+    """Registered exercises whose id starts with ``prefix`` (``"ch01"`` or ``"ch01."``),
+    in registration order (the order of the chapter)."""
+    if re.fullmatch(r"ch\d{2}", prefix):
+        prefix += "."
+    match = re.match(r"(ch\d{2})\.", prefix)
+    _load_chapters(match.group(1) if match else None)
+    return [ex for ex_id, ex in _REGISTRY.items() if ex_id.startswith(prefix)]
+
+
+def all_exercises() -> Iterable[Exercise]:
+    _load_chapters()
+    return list(_REGISTRY.values())
