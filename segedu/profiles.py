@@ -38,6 +38,8 @@ class Profile:
     lr: float
     train_length: int | None = None  # None: the whole split
     val_length: int | None = None
+    augment: bool = True  # random scale/crop/flip/colour jitter (train_transforms)
+    dropout: float = 0.5  # FCN's fc6/fc7 dropout (0.5 in the paper)
     device: torch.device = torch.device("cpu")
 
     def describe(self) -> str:
@@ -52,7 +54,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", dataset="synthetic", image_size=64, width=0.125,
                    batch_norm=True, pretrained=False, batch_size=16, epochs=12, lr=3e-3,
-                   train_length=512, val_length=128),
+                   train_length=512, val_length=128, augment=False, dropout=0.1),
     "gpu": Profile(name="gpu", dataset="oxford_pet", image_size=256, width=1.0,
                    batch_norm=False, pretrained=True, batch_size=16, epochs=8, lr=1e-4),
 }

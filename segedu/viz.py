@@ -8,7 +8,7 @@ notebook, a returned figure displays itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -131,30 +131,38 @@ def overlay(
 def show_predictions(
     images: torch.Tensor,
     targets: torch.Tensor,
-    preds: torch.Tensor | None = None,
+    preds: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
     class_names: Sequence[str] | None = None,
     denorm: bool = True,
     max_rows: int = 8,
     ignore_index: int | None = 255,
 ) -> Figure:
-    """A grid with one row per image: image | ground truth | prediction.
+    """A grid with one row per image: image | ground truth | prediction(s).
 
     Args:
         images: (N, 3, H, W) float batch (ImageNet-normalised when ``denorm``).
         targets: (N, H, W) integer masks.
-        preds: optional logits (N, C, H, W) or labels (N, H, W).
+        preds: optional logits (N, C, H, W) or labels (N, H, W); or a dict
+            ``{title: preds}`` to compare several models, one column each.
         class_names: adds a legend with each class's colour.
         max_rows: show at most this many images.
     """
     check_image_batch(images, 3, name="images")
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}.")
-    if preds is not None:
-        check_logits_and_target(preds, targets, name="preds")
+    if preds is None:
+        named_preds: dict[str, torch.Tensor] = {}
+    elif isinstance(preds, Mapping):
+        named_preds = dict(preds)
+    else:
+        named_preds = {"prediction": preds}
+    for title, pred in named_preds.items():
+        check_logits_and_target(pred, targets, name=f"preds[{title!r}]")
+    logits = [p for p in named_preds.values() if p.dim() == 4]
     if class_names is not None:
         num_classes = len(class_names)
-    elif preds is not None and preds.dim() == 4:
-        num_classes = preds.shape[1]
+    elif logits:
+        num_classes = logits[0].shape[1]
     else:
         num_classes = len(VOC_PALETTE)
     colors = palette(num_classes)
@@ -166,16 +174,16 @@ def show_predictions(
             f"{tuple(images.shape)}, got {tuple(targets.shape)}."
         )
     columns = [("image", images), ("ground truth", targets)]
-    if preds is not None:
-        if preds.dim() == 4:
-            if preds.shape[1] != num_classes:
+    for title, pred in named_preds.items():
+        if pred.dim() == 4:
+            if pred.shape[1] != num_classes:
                 raise ValueError(
-                    f"preds have {preds.shape[1]} channels but there are {num_classes} "
+                    f"preds have {pred.shape[1]} channels but there are {num_classes} "
                     "class names; expected logits (N, len(class_names), H, W)."
                 )
-            preds = preds.argmax(dim=1)
-        check_mask(preds, num_classes, ignore_index=None, name="preds")
-        columns.append(("prediction", preds))
+            pred = pred.argmax(dim=1)
+        check_mask(pred, num_classes, ignore_index=None, name="preds")
+        columns.append((title, pred))
 
     rows = min(images.shape[0], max_rows)
     fig = Figure(figsize=(3 * len(columns), 3 * rows), layout="constrained")

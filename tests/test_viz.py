@@ -233,3 +233,13 @@ def test_show_predictions_rejects_bad_inputs_with_value_error(case: str, message
     }[case]
     with pytest.raises(ValueError, match=message):
         show_predictions(**kwargs)
+
+
+def test_show_predictions_compares_several_models_one_column_each():
+    images = torch.rand(3, 3, 16, 16)
+    targets = torch.randint(0, 3, (3, 16, 16))
+    preds = {"FCN-32s": torch.randint(0, 3, (3, 16, 16)), "FCN-8s": torch.randn(3, 3, 16, 16)}
+    fig = show_predictions(images, targets, preds, class_names=["a", "b", "c"], denorm=False)
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ["image", "ground truth", "FCN-32s", "FCN-8s"]
+    assert len(fig.axes) == 3 * 4

@@ -111,6 +111,11 @@ class GradeReport:
     def max_score(self) -> float:
         return sum(e.max_score for e in self.exercises)
 
+    @property
+    def full_marks(self) -> bool:
+        """The run completed and every case passed."""
+        return self.status == "ok" and self.max_score > 0 and self.score == self.max_score
+
     def format(self) -> str:
         """A text report: one line per case, hints for failures, then ``score: X / Y``."""
         what = "Checking (public cases only)" if self.public_only else "Grading"

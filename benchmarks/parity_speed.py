@@ -1,0 +1,63 @@
+"""From-scratch vs torchvision: the same network should run as fast (ratio ~1.0).
+
+    python benchmarks/parity_speed.py [--size 224] [--repeats 5] [--device cpu]
+
+For each pair the two models get the same weights (strict load), and forward passes are
+timed alternately (ours, theirs, ours, ...) after a warm-up, so machine noise hits both
+alike; the median of each is reported with the ratio ours / torchvision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torchvision
+
+from segedu import backbones, fcn
+
+
+def pairs():
+    seg = torchvision.models.segmentation
+    yield "vgg16", backbones.vgg16(), torchvision.models.vgg16()
+    yield "resnet50", backbones.resnet50(), torchvision.models.resnet50()
+    yield ("fcn_resnet50", fcn.fcn_resnet50(21),
+           seg.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    print(f"device {device}, input {tuple(x.shape)}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, torchvision {torchvision.__version__}")
+    print(f"{'model':<14}{'ours ms':>10}{'tv ms':>10}{'ratio':>8}")
+    for name, ours, theirs in pairs():
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+        ours, theirs = ours.eval().to(device), theirs.eval().to(device)
+        times = {"ours": [], "theirs": []}
+        with torch.inference_mode():
+            ours(x), theirs(x)  # warm-up
+            for _ in range(args.repeats):
+                for key, model in (("ours", ours), ("theirs", theirs)):
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    model(x)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[key].append(time.perf_counter() - start)
+        a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        print(f"{name:<14}{1000 * a:>10.1f}{1000 * b:>10.1f}{a / b:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,777 @@
+"""Datasets and joint image + mask transforms (chapter 0).
+
+Everything a chapter needs to feed a segmentation network:
+
+1. **Constants**: ImageNet normalisation, the ignore label 255, class names.
+2. **SyntheticShapes**: an offline, deterministic data set of coloured shapes on textured
+   backgrounds. Every CPU notebook, the test suite and ``segedu demo`` use it, so nothing
+   needs a download.
+3. **Real data sets** through torchvision (Oxford-IIIT Pet, PASCAL VOC 2012), converted to
+   class-index masks, with a clear error when the files are not there and a fallback to the
+   synthetic set (:func:`load_dataset`).
+4. **Joint transforms** built from ``torchvision.transforms.v2``: the image and its mask are
+   transformed *together* (same crop, same flip), the mask with nearest-neighbour
+   interpolation and padded with the ignore label.
+5. **Loaders**: :func:`make_loaders`, the standard (train, val) pair used by the notebooks.
+
+Every data set here returns ``(image, mask)`` where ``image`` is a
+:class:`torchvision.tv_tensors.Image` of shape (3, H, W), float32 in [0, 1], and ``mask`` is a
+:class:`torchvision.tv_tensors.Mask` of shape (H, W), ``torch.long`` class indices in
+``[0, num_classes)`` or 255 for "ignore this pixel" (object boundaries, unlabelled regions).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import tarfile
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image as PILImage
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from segedu.validation import check_mask
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "PET_CLASSES",
+    "SHAPE_CLASSES",
+    "DATASET_NAMES",
+    "Shape",
+    "SyntheticShapes",
+    "DatasetUnavailableError",
+    "OxfordPet",
+    "VOCSegmentation",
+    "mask_from_palette",
+    "load_dataset",
+    "train_transforms",
+    "eval_transforms",
+    "make_loaders",
+]
+
+Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple]
+
+# ----------------------------------------------------------------------------------------------
+# 1. Constants
+# ----------------------------------------------------------------------------------------------
+
+#: Per-channel mean and std of ImageNet. Pretrained backbones expect inputs normalised with
+#: these, so we use them everywhere (also for from-scratch models: one convention, no surprises).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Mask value meaning "no label here": losses and metrics skip these pixels. PASCAL VOC marks
+#: object boundaries and ambiguous regions with 255, and so do we.
+IGNORE_INDEX = 255
+
+#: PASCAL VOC 2012: background plus 20 object classes, in the order of the mask indices.
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+#: Oxford-IIIT Pet used as a two-class problem: the pet's outline against everything else.
+PET_CLASSES = ("background", "pet")
+
+#: The classes of :class:`SyntheticShapes`.
+SHAPE_CLASSES = ("background", "circle", "square", "triangle", "ring")
+
+#: Names accepted by :func:`load_dataset` and :func:`make_loaders`.
+DATASET_NAMES = ("synthetic", "oxford_pet", "voc")
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The synthetic data set
+# ----------------------------------------------------------------------------------------------
+
+
+class Shape(NamedTuple):
+    """One object drawn into a :class:`SyntheticShapes` sample (see ``SyntheticShapes.layout``)."""
+
+    label: int  # class index into SHAPE_CLASSES (1..4)
+    cx: float  # centre, in pixels (x = column, y = row)
+    cy: float
+    radius: float  # size parameter: every kind has the area of a circle of this radius
+    angle: float  # rotation in radians (squares and triangles)
+    rgb: tuple[float, float, float]  # base colour in [0, 1]
+
+
+# Each shape class has a characteristic hue (degrees on the colour wheel), 90 degrees apart.
+# A sample's hue is jittered by up to +-hue_jitter degrees (default 55), so neighbouring
+# classes share a band of hues: colour is a strong hint, but only the shape settles it.
+_CLASS_HUES = {1: 20.0, 2: 110.0, 3: 200.0, 4: 290.0}  # circle, square, triangle, ring
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates: ``xs[i, j] = j`` (column), ``ys[i, j] = i`` (row)."""
+    coords = np.arange(size, dtype=np.float32)
+    return np.meshgrid(coords, coords, indexing="xy")
+
+
+@lru_cache(maxsize=32)
+def _upsample_matrix(size: int, nodes: int) -> np.ndarray:
+    """A (size, nodes) matrix that linearly interpolates ``nodes`` values onto ``size`` pixels."""
+    t = np.linspace(0, nodes - 1, size, dtype=np.float32)
+    left = np.minimum(t.astype(int), nodes - 2)
+    frac = t - left
+    matrix = np.zeros((size, nodes), dtype=np.float32)
+    matrix[np.arange(size), left] = 1 - frac
+    matrix[np.arange(size), left + 1] = frac
+    return matrix
+
+
+def _hsv(h_degrees: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb((h_degrees % 360) / 360, s, v), dtype=np.float32)
+
+
+def _signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.ndarray:
+    """Signed distance (in pixels) from every pixel centre to the shape's outline.
+
+    Negative inside, positive outside. For squares and triangles this is the "max over the
+    edges' half-planes" distance: exact inside and along the edges, a little short of the
+    truth just outside a corner, which is all the 1-pixel boundary band needs.
+    """
+    xs, ys = _pixel_grid(size)
+    dx, dy = xs - shape.cx, ys - shape.cy
+    if kind in ("circle", "ring"):
+        dist = np.sqrt(dx * dx + dy * dy)
+        outer = dist - shape.radius
+        return outer if kind == "circle" else np.maximum(outer, inner - dist)
+    cos, sin = np.cos(shape.angle), np.sin(shape.angle)
+    if kind == "square":
+        half_side = shape.radius * np.sqrt(np.pi) / 2  # same area as the circle
+        u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+        return np.maximum(np.abs(u), np.abs(v)) - half_side
+    # Equilateral triangle with the circle's area: circumradius R, inradius R / 2.
+    circumradius = shape.radius * np.sqrt(4 * np.pi / (3 * np.sqrt(3)))
+    dist = None
+    for k in range(3):  # the three outward edge normals
+        a = shape.angle + np.pi / 3 + k * 2 * np.pi / 3
+        edge = dx * np.cos(a) + dy * np.sin(a)
+        dist = edge if dist is None else np.maximum(dist, edge)
+    return dist - circumradius / 2
+
+
+class SyntheticShapes(Dataset):
+    """Coloured circles, squares, triangles and rings on textured backgrounds.
+
+    A stand-in for a real segmentation data set that needs no download, is generated in well
+    under a millisecond per 64x64 sample, and is *deterministic*: sample ``i`` of a split is
+    always the same image, whatever the access order, the number of DataLoader workers or
+    which other samples were read (each sample has its own random generator, seeded with
+    ``[seed, split, i]``). The train and val splits are disjoint random streams.
+
+    What makes it a (small) segmentation problem rather than a colour lookup:
+
+    * **background**: a smooth, low-frequency colour field plus stripes of random orientation
+      and period (sometimes cross-hatched), never a flat colour;
+    * **objects**: 1..``max_shapes`` per image, radii from ``size/16`` to ``size/3`` (log-uniform),
+      rotated, overlapping (later shapes are drawn on top and the mask follows the painter's
+      order), with a shading gradient;
+    * **colour**: each class has a characteristic hue, jittered so that neighbouring classes
+      overlap; a ring is a circle with a hole where the background shows through (labelled
+      background), so telling a ring from a circle takes shape, not colour;
+    * **boundaries**: edges are anti-aliased; with ``ignore_boundary=True`` the 1-pixel band of
+      mixed pixels around each visible outline is labelled 255 (ignore), as in PASCAL VOC;
+    * mild Gaussian noise, and the image is quantised to 8 bits like a real photo.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+        size: height and width in pixels (at least 16).
+        length: number of samples; default 512 for train, 128 for val.
+        seed: selects a different (but again deterministic) data set.
+        transforms: called as ``transforms(image, mask)``, e.g. :func:`train_transforms`.
+        max_shapes: at most this many objects per image (at least 1).
+        ignore_boundary: label the 1-pixel band around each object 255.
+        hue_jitter: how far (degrees) an object's hue may stray from its class hue; class hues
+            are 90 degrees apart, so values above 45 make colour ambiguous.
+        cache: keep generated samples (8-bit) in memory; they are deterministic, so an epoch
+            after the first costs only the transforms.
+
+    Returns (from ``dataset[i]``):
+        ``(image, mask)``: ``tv_tensors.Image`` (3, H, W) float32 in [0, 1] and
+        ``tv_tensors.Mask`` (H, W) long, after ``transforms`` if given.
+    """
+
+    classes = SHAPE_CLASSES
+    _SPLITS = {"train": 0, "val": 1}
+    _DEFAULT_LENGTH = {"train": 512, "val": 128}
+    _KINDS = SHAPE_CLASSES  # kind name of each label
+
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 64,
+        length: int | None = None,
+        seed: int = 0,
+        transforms: Transforms | None = None,
+        max_shapes: int = 4,
+        ignore_boundary: bool = True,
+        hue_jitter: float = 55.0,
+        cache: bool = True,
+    ) -> None:
+        if split not in self._SPLITS:
+            raise ValueError(f"split must be one of {tuple(self._SPLITS)}, got {split!r}.")
+        if int(size) < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {size}.")
+        if max_shapes < 1:
+            raise ValueError(f"max_shapes must be at least 1, got {max_shapes}.")
+        if length is not None and length < 0:
+            raise ValueError(f"length must be >= 0, got {length}.")
+        self.split = split
+        self.size = int(size)
+        self.length = self._DEFAULT_LENGTH[split] if length is None else int(length)
+        self.seed = int(seed)
+        self.transforms = transforms
+        self.max_shapes = int(max_shapes)
+        self.ignore_boundary = ignore_boundary
+        self.hue_jitter = float(hue_jitter)
+        self.cache = cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticShapes(split={self.split!r}, size={self.size}, length={self.length}, "
+            f"seed={self.seed})"
+        )
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        index = self._check_index(index)
+        if index in self._cache:
+            image_u8, mask_u8 = self._cache[index]
+        else:
+            image_u8, mask_u8 = self._render(index)
+            if self.cache:
+                self._cache[index] = (image_u8, mask_u8)
+        # Convert in NumPy: torch would spin up its thread pool for this tiny op.
+        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
+        mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+    def layout(self, index: int) -> list[Shape]:
+        """The objects drawn into sample ``index``, bottom to top (the painter's order)."""
+        return self._sample_layout(self._rng(self._check_index(index)))
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _check_index(self, index: int) -> int:
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples.")
+        return index
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self._SPLITS[self.split], index])
+
+    def _sample_layout(self, rng: np.random.Generator) -> list[Shape]:
+        size = self.size
+        r_min, r_max = max(size / 16, 2.0), size / 3
+        shapes = []
+        for _ in range(rng.integers(1, self.max_shapes + 1)):
+            label = int(rng.integers(1, len(self.classes)))
+            radius = float(rng.uniform(r_min, r_max))
+            if self._KINDS[label] == "ring":  # the hole costs ~1/4 of the area; and keep
+                radius = max(1.15 * radius, 2 * r_min)  # room for a visible hole and band
+            margin = 0.85 * radius  # a little of an object may leave the image
+            cx, cy = rng.uniform(margin, size - 1 - margin, size=2)
+            angle = float(rng.uniform(0, 2 * np.pi))
+            hue = _CLASS_HUES[label] + rng.uniform(-self.hue_jitter, self.hue_jitter)
+            rgb = _hsv(hue, rng.uniform(0.45, 0.95), rng.uniform(0.55, 1.0))
+            shapes.append(Shape(label, float(cx), float(cy), radius, angle, tuple(rgb.tolist())))
+        return shapes
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        """A (3, S, S) textured background: smooth colour field + stripes."""
+        size = self.size
+        base = _hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.55), rng.uniform(0.3, 0.85))
+        nodes = int(rng.integers(3, 6))  # 2..4 "blobs" across the image
+        grid = rng.uniform(-0.18, 0.18, size=(3, nodes, nodes)).astype(np.float32)
+        up = _upsample_matrix(size, nodes)
+        image = base[:, None, None] + up @ grid @ up.T  # (3, S, S)
+        xs, ys = _pixel_grid(size)
+        for _ in range(1 + int(rng.random() < 0.4)):  # stripes, sometimes cross-hatched
+            theta = rng.uniform(0, np.pi)
+            period = max(2.5, size * rng.uniform(1 / 20, 1 / 8))
+            phase = rng.uniform(0, 2 * np.pi)
+            wave = np.sin((xs * np.cos(theta) + ys * np.sin(theta)) * (2 * np.pi / period) + phase)
+            image = image + rng.uniform(0.03, 0.10) * wave
+        return image
+
+    def _render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw sample ``index``: returns the image (3, S, S) uint8 and the mask (S, S) uint8."""
+        rng = self._rng(index)
+        size = self.size
+        shapes = self._sample_layout(rng)  # drawn first: layout() replays the same draws
+        image = self._background(rng)
+        label = np.zeros((size, size), dtype=np.uint8)
+        boundary = np.zeros((size, size), dtype=bool)
+        xs, ys = _pixel_grid(size)
+        for shape in shapes:
+            kind = self._KINDS[shape.label]
+            inner = shape.radius * rng.uniform(0.4, 0.6) if kind == "ring" else 0.0
+            dist = _signed_distance(shape, kind, inner, size)
+            # Anti-aliasing: a pixel whose centre lies within half a pixel of the outline is
+            # a mix of object and whatever is behind it.
+            alpha = np.clip(0.5 - dist, 0.0, 1.0)
+            gx, gy = rng.normal(size=2) * (rng.uniform(0.05, 0.15) / shape.radius)
+            shading = 1 + gx * (xs - shape.cx) + gy * (ys - shape.cy)
+            colour = np.asarray(shape.rgb, dtype=np.float32)[:, None, None] * shading
+            image = image * (1 - alpha) + colour * alpha
+            label[dist < 0] = shape.label  # the pixel centre is inside
+            boundary[dist <= -0.5] = False  # this object hides older outlines
+            boundary[np.abs(dist) < 0.5] = True  # ... and has its own mixed pixels
+        image = image + rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(0.01, 0.03)
+        if self.ignore_boundary:
+            label[boundary] = IGNORE_INDEX
+        image_u8 = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return image_u8, label
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Real data sets (torchvision), converted to class-index masks
+# ----------------------------------------------------------------------------------------------
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A real data set is not on disk and could not be downloaded.
+
+    ``reason`` holds a one-line summary; ``str(error)`` the full explanation and what to do.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message.splitlines()[0]
+
+
+# What torchvision raises when files are missing or a download fails: "Dataset not found"
+# (RuntimeError), a missing split file (FileNotFoundError), no network (URLError, an OSError),
+# a truncated archive (tarfile.TarError, EOFError).
+_MISSING_OR_DOWNLOAD_ERRORS = (RuntimeError, OSError, tarfile.TarError, EOFError)
+
+
+def _unavailable(name: str, folder: Path, download: bool, error: Exception, size: str):
+    what = "could not be downloaded" if download else "was not found (download=False)"
+    reason = f"{name} {what} in {folder}"
+    message = (
+        f"{reason}.\n"
+        f"  torchvision said: {type(error).__name__}: {error}\n"
+        "  What to do:\n"
+        f"  - with internet access (e.g. on Colab), pass download=True ({size}), or\n"
+        f"  - put the extracted files in {folder}, or\n"
+        "  - use the offline synthetic set: load_dataset('synthetic', split) / SyntheticShapes()."
+    )
+    return DatasetUnavailableError(message, reason=reason)
+
+
+def _to_image(pil_image: PILImage.Image) -> tv_tensors.Image:
+    """PIL RGB image -> tv_tensors.Image (3, H, W) float32 in [0, 1], like SyntheticShapes."""
+    return tv_tensors.Image(v2.functional.pil_to_tensor(pil_image).float().div_(255))
+
+
+class OxfordPet(Dataset):
+    """Oxford-IIIT Pet as binary segmentation: pet vs. background (Parkhi et al., 2012).
+
+    Wraps ``torchvision.datasets.OxfordIIITPet(target_types="segmentation")``, whose target is
+    a *trimap*: 1 = pet, 2 = background, 3 = border / not classified. We map it to class
+    indices: 1 -> 1 (pet), 2 -> 0 (background), 3 -> 255 (ignore), so ``classes = PET_CLASSES``.
+
+    Args:
+        root: folder that holds (or will hold) ``oxford-iiit-pet/``.
+        split: ``"trainval"`` (3680 images) or ``"test"`` (3669 images).
+        download: fetch the ~800 MB archives if they are not there.
+        transforms: called as ``transforms(image, mask)``.
+
+    Raises:
+        DatasetUnavailableError: the files are missing and could not be downloaded.
+    """
+
+    classes = PET_CLASSES
+    # trimap value -> class index; every other value is an error
+    _TRIMAP_TO_CLASS = {1: 1, 2: 0, 3: IGNORE_INDEX}
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        split: str = "trainval",
+        download: bool = False,
+        transforms: Transforms | None = None,
+    ) -> None:
+        if split not in ("trainval", "test"):
+            raise ValueError(f"Oxford-IIIT Pet split must be 'trainval' or 'test', got {split!r}.")
+        self.root, self.split, self.transforms = Path(root), split, transforms
+        try:
+            self._dataset = torchvision.datasets.OxfordIIITPet(
+                str(root), split=split, target_types="segmentation", download=download
+            )
+        except _MISSING_OR_DOWNLOAD_ERRORS as error:
+            folder = self.root / "oxford-iiit-pet"
+            raise _unavailable("Oxford-IIIT Pet", folder, download, error, "~800 MB") from error
+        self._lut = np.full(256, -1, dtype=np.int64)
+        for value, index in self._TRIMAP_TO_CLASS.items():
+            self._lut[value] = index
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        pil_image, trimap = self._dataset[index]
+        values = self._lut[np.asarray(trimap, dtype=np.uint8)]
+        if (values < 0).any():
+            bad = sorted(set(np.asarray(trimap)[values < 0].tolist()))[:8]
+            raise ValueError(
+                f"trimap of sample {index} has values {bad}; expected only 1 (pet), "
+                "2 (background), 3 (border). Is this really an Oxford-IIIT Pet trimap?"
+            )
+        image, mask = _to_image(pil_image), tv_tensors.Mask(torch.from_numpy(values))
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+
+class VOCSegmentation(Dataset):
+    """PASCAL VOC segmentation (Everingham et al., 2010): 20 object classes + background.
+
+    Wraps ``torchvision.datasets.VOCSegmentation``. The masks are palette ('P' mode) PNGs:
+    the pixel values already *are* the class indices (0..20) and 255 marks the boundary band
+    and difficult regions; the palette only decides how they look in an image viewer. So we
+    read the indices directly (never ``.convert("RGB")`` a mask!).
+
+    Args:
+        root: folder that holds (or will hold) ``VOCdevkit/VOC2012/``.
+        image_set: ``"train"`` (1464 images), ``"val"`` (1449) or ``"trainval"``.
+        year: ``"2012"`` (the segmentation benchmark); torchvision also knows 2007-2011.
+        download: fetch the ~2 GB archive if it is not there.
+        transforms: called as ``transforms(image, mask)``.
+
+    Raises:
+        DatasetUnavailableError: the files are missing and could not be downloaded.
+    """
+
+    classes = VOC_CLASSES
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        image_set: str = "train",
+        year: str = "2012",
+        download: bool = False,
+        transforms: Transforms | None = None,
+    ) -> None:
+        if image_set not in ("train", "val", "trainval"):
+            raise ValueError(
+                f"VOC image_set must be 'train', 'val' or 'trainval', got {image_set!r}."
+            )
+        self.root, self.image_set, self.transforms = Path(root), image_set, transforms
+        try:
+            self._dataset = torchvision.datasets.VOCSegmentation(
+                str(root), year=year, image_set=image_set, download=download
+            )
+        except _MISSING_OR_DOWNLOAD_ERRORS as error:
+            folder = self.root / "VOCdevkit" / f"VOC{year}"
+            raise _unavailable(f"PASCAL VOC {year}", folder, download, error, "~2 GB") from error
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        pil_image, pil_mask = self._dataset[index]
+        if pil_mask.mode not in ("P", "L"):
+            raise ValueError(
+                f"VOC mask {index} has PIL mode {pil_mask.mode!r}; expected 'P' (palette "
+                "indices). An RGB mask must be converted first: see mask_from_palette()."
+            )
+        mask = tv_tensors.Mask(torch.from_numpy(np.asarray(pil_mask, dtype=np.int64).copy()))
+        check_mask(mask, self.num_classes, IGNORE_INDEX, name=f"VOC mask {index}")
+        image = _to_image(pil_image)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+
+def mask_from_palette(
+    rgb: np.ndarray,
+    palette: np.ndarray | Sequence[Sequence[int]],
+    ignore_color: tuple[int, int, int] | None = (224, 224, 192),
+) -> np.ndarray:
+    """Turn a mask saved as colours back into class indices.
+
+    A common mistake is to save (or load with ``.convert("RGB")``) a segmentation mask as an
+    RGB picture: the network then needs indices, not colours. Pixel colour ``palette[k]``
+    becomes class ``k``.
+
+    Args:
+        rgb: (H, W, 3) uint8 array (a PIL RGB image works too).
+        palette: (K, 3) colours, row k = colour of class k, e.g. ``segedu.viz.VOC_PALETTE``.
+            If a colour appears twice, the first row wins.
+        ignore_color: a colour that means "ignore" and becomes 255 (VOC draws its boundary
+            band in (224, 224, 192)); ``None`` to treat it like any other colour.
+
+    Returns:
+        (H, W) int64 class indices.
+
+    Raises:
+        ValueError: wrong shape, or colours that are neither in the palette nor
+            ``ignore_color`` (listed with their pixel counts).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}.")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8 (0..255 colours), got dtype {rgb.dtype}.")
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or palette.shape[1] != 3:
+        raise ValueError(f"palette must have shape (K, 3), got {palette.shape}.")
+
+    def encode(colours: np.ndarray) -> np.ndarray:  # (..., 3) -> one int per colour
+        colours = colours.astype(np.int64)
+        return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+
+    code_to_class: dict[int, int] = {}
+    if ignore_color is not None:
+        code_to_class[int(encode(np.asarray(ignore_color)))] = IGNORE_INDEX
+    for k, code in enumerate(encode(palette).tolist()):
+        code_to_class.setdefault(code, k)
+    codes, inverse = np.unique(encode(rgb), return_inverse=True)
+    unknown = [c for c in codes.tolist() if c not in code_to_class]
+    if unknown:
+        pixels = np.bincount(inverse.ravel())
+        counts = {c: int(n) for c, n in zip(codes.tolist(), pixels, strict=True)}
+        shown = ", ".join(
+            f"({c >> 16}, {(c >> 8) & 255}, {c & 255}): {counts[c]} px" for c in unknown[:8]
+        )
+        more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+        raise ValueError(
+            f"{len(unknown)} colour(s) in the mask are not in the {len(palette)}-colour palette: "
+            f"{shown}{more}. Was the mask resized with bilinear interpolation (it blends "
+            "colours; use nearest), saved as JPEG, or is this the wrong palette?"
+        )
+    lookup = np.array([code_to_class[c] for c in codes.tolist()], dtype=np.int64)
+    return lookup[inverse].reshape(rgb.shape[:2])
+
+
+def _split_for(name: str, split: str) -> str:
+    """Map the generic split names 'train' / 'val' onto each data set's own names."""
+    native = {
+        "synthetic": {"train": "train", "val": "val", "trainval": "train", "test": "val"},
+        "oxford_pet": {"train": "trainval", "val": "test", "trainval": "trainval", "test": "test"},
+        "voc": {"train": "train", "val": "val", "trainval": "trainval"},
+    }[name]
+    if split not in native:
+        raise ValueError(f"split for {name!r} must be one of {tuple(native)}, got {split!r}.")
+    return native[split]
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | Path = "data",
+    size: int = 64,
+    download: bool = False,
+    fallback: bool = True,
+    transforms: Transforms | None = None,
+    length: int | None = None,
+) -> Dataset:
+    """Load a data set by name, falling back to :class:`SyntheticShapes` if it is unavailable.
+
+    Args:
+        name: ``"synthetic"``, ``"oxford_pet"`` or ``"voc"``.
+        split: ``"train"`` or ``"val"`` work for all three (Oxford-IIIT Pet: trainval / test);
+            each data set's own split names work too.
+        root: where real data sets live (or are downloaded to).
+        size: image size of the synthetic set (also when falling back); real images keep their
+            own size until ``transforms`` resize them.
+        download: try to download a real data set that is not on disk.
+        fallback: if the real data set is unavailable, print one line saying so and return
+            the synthetic set of the same split; ``False`` raises instead.
+        transforms: called as ``transforms(image, mask)``.
+        length: number of synthetic samples (default: 512 train, 128 val); real sets ignore it.
+
+    Raises:
+        ValueError: unknown ``name`` or ``split``.
+        DatasetUnavailableError: the real data set is unavailable and ``fallback=False``.
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASET_NAMES)}.")
+    native = _split_for(name, split)
+    try:
+        if name == "oxford_pet":
+            return OxfordPet(root, native, download=download, transforms=transforms)
+        if name == "voc":
+            return VOCSegmentation(root, native, download=download, transforms=transforms)
+    except DatasetUnavailableError as error:
+        if not fallback:
+            raise
+        synthetic_split = _split_for("synthetic", split)
+        print(
+            f"[segedu] {error.reason}; falling back to the offline SyntheticShapes "
+            f"{synthetic_split!r} split ({size}x{size})."
+        )
+        return SyntheticShapes(synthetic_split, size=size, length=length, transforms=transforms)
+    return SyntheticShapes(native, size=size, length=length, transforms=transforms)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Joint image + mask transforms (torchvision.transforms.v2)
+# ----------------------------------------------------------------------------------------------
+# v2 transforms take the image and the mask in one call and apply the *same* random parameters
+# to both. They dispatch on the tv_tensor type: geometric ops resize a Mask with nearest
+# neighbour (no blended class indices), while photometric ops (ColorJitter, Normalize) and
+# ToDtype(float32) touch only the Image. Padding uses a per-type fill: 0 for the image and the
+# ignore label for the mask, so padded pixels never count in the loss.
+
+_PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+def train_transforms(
+    crop_size: int,
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    color_jitter: float | None = 0.2,
+    normalize: bool = True,
+) -> v2.Compose:
+    """The standard segmentation training augmentation (as in FCN / DeepLab / PSPNet).
+
+    1. random scale: ``v2.ScaleJitter((crop, crop), scale)`` resizes image and mask together
+       by a random factor so that at factor 1 the image just fits the crop window. Relative to
+       the crop, not to absolute pixels, so the same call works for 64-pixel synthetic images
+       and 500-pixel VOC photos (``v2.RandomResize`` would need an absolute size per data set);
+    2. random crop of ``crop_size``, padding first where the scaled image is smaller
+       (image with 0, mask with 255 = ignore);
+    3. horizontal flip with probability ``hflip``;
+    4. to float32 in [0, 1]; colour jitter of brightness, contrast and saturation (image only;
+       no hue jitter, since hue carries class information: sky is blue, in SyntheticShapes a
+       circle is reddish);
+    5. ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` if ``normalize``.
+
+    Returns a ``v2.Compose`` to be called as ``image, mask = t(image, mask)``; the output image
+    is (3, crop, crop) float32, the mask (crop, crop) long with 255 preserved.
+    """
+    crop_size = int(crop_size)
+    steps: list = [
+        v2.ScaleJitter((crop_size, crop_size), scale_range=tuple(scale)),
+        v2.RandomCrop(crop_size, pad_if_needed=True, fill=_PAD_FILL),
+    ]
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    steps.append(v2.ToDtype(torch.float32, scale=True))  # images only; masks stay long
+    if color_jitter:
+        steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+    if normalize:
+        steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return v2.Compose(steps)
+
+
+def eval_transforms(size: int | None = None, normalize: bool = True) -> v2.Compose:
+    """Deterministic evaluation transforms: optional square resize, to float, normalise.
+
+    With ``size`` the image (bilinear) and the mask (nearest) are resized to ``size x size``,
+    which lets real photos of different shapes share a batch. That distorts the aspect ratio
+    and scores the mask at the resized resolution — fine for a course; benchmark numbers are
+    computed on the original masks.
+    """
+    steps: list = []
+    if size is not None:
+        steps.append(v2.Resize((int(size), int(size))))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if normalize:
+        steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return v2.Compose(steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Loaders
+# ----------------------------------------------------------------------------------------------
+
+
+def make_loaders(
+    dataset_name: str = "synthetic",
+    size: int = 64,
+    batch_size: int = 16,
+    train_length: int | None = None,
+    val_length: int | None = None,
+    root: str | Path = "data",
+    download: bool = False,
+    num_workers: int = 0,
+    seed: int = 0,
+    augment: bool = True,
+) -> tuple[DataLoader, DataLoader, tuple[str, ...]]:
+    """The (train, val) loaders every notebook starts from, and the class names.
+
+    Images come out normalised, (N, 3, size, size) float32; masks (N, size, size) long.
+    The training set is augmented with :func:`train_transforms` (crop = ``size``) unless
+    ``augment=False``; the validation set only resized (real data) and normalised.
+
+    A real data set that is unavailable falls back to :class:`SyntheticShapes` (one printed
+    line) — the returned ``classes`` tell which one you got. ``train_length`` / ``val_length``
+    set the synthetic set's length, or keep the first n images of a real one.
+
+    The train loader shuffles with a ``torch.Generator`` seeded with ``seed`` and drops the
+    last incomplete batch (a batch of one breaks BatchNorm after global pooling); the val
+    loader keeps the order. The synthetic *content* does not depend on ``seed``. For
+    repeatable augmentations as well, call ``segedu.utils.set_seed`` first.
+    """
+    if dataset_name not in DATASET_NAMES:
+        raise ValueError(
+            f"unknown dataset {dataset_name!r}; valid names are {', '.join(DATASET_NAMES)}."
+        )
+    real = dataset_name != "synthetic"
+    train_tf = train_transforms(size) if augment else eval_transforms(size if real else None)
+    train_set = load_dataset(
+        dataset_name, "train", root, size, download, transforms=train_tf, length=train_length
+    )
+    # Keep both splits from the same source: if train fell back, val is synthetic too.
+    fell_back = real and isinstance(train_set, SyntheticShapes)
+    val_name = "synthetic" if fell_back else dataset_name
+    val_set = load_dataset(
+        val_name, "val", root, size, download, fallback=False,
+        transforms=eval_transforms(size if real and not fell_back else None), length=val_length,
+    )  # fmt: skip
+    classes = tuple(train_set.classes)
+    if real and not fell_back:
+        if train_length is not None:
+            train_set = Subset(train_set, range(min(train_length, len(train_set))))
+        if val_length is not None:
+            val_set = Subset(val_set, range(min(val_length, len(val_set))))
+
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        drop_last=len(train_set) >= batch_size,
+        num_workers=num_workers,
+    )
+    val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return train_loader, val_loader, classes

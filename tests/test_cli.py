@@ -1,0 +1,59 @@
+"""The command line: `segedu demo` (the main job), `segedu models`, and clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from segedu.cli import main
+
+
+def test_demo_help_explains_what_it_does(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "FCN-32s and FCN-8s" in out and "demo.png" in out and "--epochs" in out
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == ["fcn16s", "fcn32s", "fcn8s", "fcn_resnet50"]
+
+
+@pytest.mark.slow
+def test_demo_trains_reports_miou_and_writes_the_figure(tmp_path):
+    # A short run (1 epoch) of the real command in a subprocess, as a user runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "segedu.cli", "demo", "--epochs", "1", "--quiet",
+         "--out", str(tmp_path / "demo.png"), "--json", str(tmp_path / "demo.json")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fcn8s: mIoU" in result.stdout and "fcn32s: mIoU" in result.stdout
+    assert "circle" in result.stdout  # the per-class table
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    metrics = json.loads((tmp_path / "demo.json").read_text())
+    assert set(metrics) == {"fcn32s", "fcn8s"}
+    assert all(0.0 <= m["miou"] <= 1.0 and len(m["iou"]) == 5 for m in metrics.values())
+
+
+def test_unknown_model_is_a_clear_error_not_a_traceback(capsys):
+    assert main(["demo", "--models", "fcn4s", "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'fcn4s'" in err and "fcn8s" in err
+
+
+@pytest.mark.slow
+def test_check_and_grade_commands_report_scores_and_exit_codes(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert main(["check", str(root / "exercises" / "01_fcn.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert "✗" in out and "NotImplementedError" in out
+    assert main(["check", str(root / "solutions" / "01_fcn.ipynb")]) == 0
+    assert main(["grade", str(root / "solutions" / "01_fcn.ipynb")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("score: ") and last.split()[1] == last.split()[3]

@@ -1,0 +1,106 @@
+"""The course's graded exercises, end to end, on the repository's real notebooks.
+
+``solutions/NN_name.ipynb`` is the single source: ``exercises/NN_name.ipynb`` is generated from
+it (``segedu assign``) and must be up to date; the generated stubs score 0 and the solutions full
+marks under the real grader; the solutions' stored outputs are reproducible (strict nbval); and
+a student who opens an exercise notebook can run it top to bottom before writing anything.
+
+Every solution notebook is covered automatically: a new chapter needs no edit here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segedu.grading import all_exercises, assign, grade_notebook
+from segedu.grading.notebook import cell_tags, chapter_of, exercise_ids, load_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+SOLUTION_NOTEBOOKS = sorted(SOLUTIONS.glob("*.ipynb"))
+NAMES = [path.name for path in SOLUTION_NOTEBOOKS]
+
+
+def exercise_notebook(name: str) -> Path:
+    """The student version of ``solutions/<name>``; fails the test when it is missing."""
+    path = EXERCISES / name
+    assert path.exists(), f"{path} is missing: run `segedu assign` and commit exercises/"
+    return path
+
+
+def test_exercises_are_generated_from_solutions_and_up_to_date():
+    stale = assign(SOLUTIONS, EXERCISES, check=True)
+    assert stale == [], (
+        "exercises/ differs from what `segedu assign` generates from solutions/ (never edit "
+        f"exercises/ by hand; run `segedu assign` and commit): {[str(p) for p in stale]}"
+    )
+
+
+def test_every_registered_exercise_has_an_answer_cell_in_its_chapters_solution_notebook():
+    answered = {chapter_of(path): set(exercise_ids(load_notebook(path)))
+                for path in SOLUTION_NOTEBOOKS}
+    missing = [ex.id for ex in all_exercises() if ex.id not in answered.get(ex.chapter, set())]
+    assert missing == [], (
+        f"registered exercises without an answer cell in solutions/NN_*.ipynb: {missing}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_chapter_exercise_stub_scores_zero(name):
+    report = grade_notebook(exercise_notebook(name))
+    assert report.status == "ok", report.format()
+    assert not report.cell_errors, report.format()
+    assert report.max_score > 0, report.format()
+    assert report.score == 0, report.format()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_chapter_solution_scores_full_marks(name):
+    report = grade_notebook(SOLUTIONS / name)
+    assert report.status == "ok", report.format()
+    assert not report.cell_errors, report.format()
+    assert report.score == report.max_score > 0, report.format()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_notebook_passes_strict_nbval(name):
+    # In a subprocess, so that the README's plain `pytest` covers it without --nbval flags.
+    cmd = [sys.executable, "-m", "pytest", "--nbval", str(SOLUTIONS / name),
+           "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
+           "-p", "no:cacheprovider", "-q", "--color=no"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (
+        f"the stored outputs of solutions/{name} are not reproducible (re-execute it and "
+        f"check that its outputs are deterministic):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_exercise_notebook_runs_top_to_bottom_with_stubs(name):
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = exercise_notebook(name)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()  # raises CellExecutionError, naming the cell, if any cell raises
+    # Every check cell ran and reported the stub (rather than printing nothing).
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "check" not in cell_tags(cell):
+            continue
+        text = "".join(out.get("text", "") for out in cell.outputs)
+        assert re.search(r": 0/\d+ cases passed", text), (
+            f"{name}, cell {index}: a check cell should report 0 cases passed for the stub, "
+            f"printed {text!r}")

@@ -1,0 +1,31 @@
+"""Every lesson notebook runs top to bottom on a CPU with no network, and its marked outputs
+(`# NBVAL_CHECK_OUTPUT`) are reproduced (nbval, lax mode), as the design asks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_is_a_lesson_notebook_per_written_chapter():
+    names = [p.name for p in LESSONS]
+    assert "00_introduction.ipynb" in names and "01_fcn.ipynb" in names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_notebook_passes_nbval_lax_on_cpu(notebook, tmp_path):
+    env = {**os.environ, "SEGEDU_DEVICE": "cpu", "SEGEDU_PROFILE": "cpu", "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", str(notebook),
+         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
+         "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+         "--rootdir", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
