@@ -21,9 +21,11 @@ DEMO_HELP = """\
 Train chapter 1's networks on the offline synthetic shapes set and show what skips buy.
 
 With no arguments this runs on the CPU with no network in about two minutes on 2 cores:
-it trains FCN-32s and FCN-8s (VGG16 at 1/8 width, with BatchNorm: the CPU profile) on
-512 synthetic 64x64 images, prints per-class IoU and mIoU on 128 validation images, and
-writes demo.png with inputs, ground truth and both models' predictions.
+it trains FCN-32s and FCN-8s (VGG16 at 1/8 width, with BatchNorm: the CPU profile's
+networks) for 5 epochs on 2048 synthetic 64x64 images, prints per-class IoU and mIoU on
+128 validation images, and writes demo.png with inputs, ground truth and both models'
+predictions. FCN-8s reaches about 0.85 mIoU; FCN-32s, which predicts from a 2x2 map at
+this size, far less: that gap is what the skips buy.
 """
 
 
@@ -41,18 +43,19 @@ def _demo(args: argparse.Namespace) -> int:
     from .zoo import build_model
 
     profile = get_profile("cpu", device=args.device)
-    epochs = args.epochs or profile.epochs
     set_seed(args.seed)
     train_loader, val_loader, classes = make_loaders(
         "synthetic", size=profile.image_size, batch_size=profile.batch_size,
-        train_length=profile.train_length, val_length=profile.val_length, seed=args.seed)
+        train_length=args.train_images, val_length=profile.val_length, seed=args.seed,
+        augment=profile.augment)
+    epochs = args.epochs
     images, targets = next(iter(val_loader))
     images, targets = images[: args.rows], targets[: args.rows]
     predictions, results = {}, {}
     for name in args.models:
         set_seed(args.seed)
         model = build_model(name, len(classes), width=profile.width,
-                            batch_norm=profile.batch_norm)
+                            batch_norm=profile.batch_norm, dropout=profile.dropout)
         print(f"\n== {name}: {count_parameters(model):,} parameters at width "
               f"{profile.width:g} ({count_parameters(build_model(name, 21)):,} at full width, "
               "21 classes) ==")
@@ -144,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--models", nargs="+", default=["fcn32s", "fcn8s"],
                       help="zoo models to train and compare (default: fcn32s fcn8s)")
-    demo.add_argument("--epochs", type=int, default=None,
-                      help="training epochs per model (default: the CPU profile's)")
+    demo.add_argument("--epochs", type=int, default=5, help="training epochs per model (5)")
+    demo.add_argument("--train-images", type=int, default=2048,
+                      help="synthetic training images (2048)")
     demo.add_argument("--out", default="demo.png", help="where to write the figure")
     demo.add_argument("--json", default=None, help="also write the metrics as JSON here")
     demo.add_argument("--rows", type=int, default=4, help="validation images in the figure")

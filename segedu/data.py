@@ -102,14 +102,15 @@ class Shape(NamedTuple):
     label: int  # class index into SHAPE_CLASSES (1..4)
     cx: float  # centre, in pixels (x = column, y = row)
     cy: float
-    radius: float  # size parameter: every kind has the area of a circle of this radius
+    radius: float  # circle, square, triangle: the area of a circle this big; ring: outer radius
     angle: float  # rotation in radians (squares and triangles)
     rgb: tuple[float, float, float]  # base colour in [0, 1]
 
 
 # Each shape class has a characteristic hue (degrees on the colour wheel), 90 degrees apart.
-# A sample's hue is jittered by up to +-hue_jitter degrees (default 55), so neighbouring
-# classes share a band of hues: colour is a strong hint, but only the shape settles it.
+# A sample's hue is jittered by up to +-hue_jitter degrees (default 45), so neighbouring
+# classes meet on the colour wheel; with the saturation, shading and noise a yellowish object
+# can be a circle or a square: colour is a strong hint, the shape settles it.
 _CLASS_HUES = {1: 20.0, 2: 110.0, 3: 200.0, 4: 290.0}  # circle, square, triangle, ring
 
 
@@ -177,7 +178,7 @@ class SyntheticShapes(Dataset):
 
     * **background**: a smooth, low-frequency colour field plus stripes of random orientation
       and period (sometimes cross-hatched), never a flat colour;
-    * **objects**: 1..``max_shapes`` per image, radii from ``size/16`` to ``size/3`` (log-uniform),
+    * **objects**: 1..``max_shapes`` per image, radii uniform from ``size/16`` to ``size/3``,
       rotated, overlapping (later shapes are drawn on top and the mask follows the painter's
       order), with a shading gradient;
     * **colour**: each class has a characteristic hue, jittered so that neighbouring classes
@@ -195,8 +196,9 @@ class SyntheticShapes(Dataset):
         transforms: called as ``transforms(image, mask)``, e.g. :func:`train_transforms`.
         max_shapes: at most this many objects per image (at least 1).
         ignore_boundary: label the 1-pixel band around each object 255.
-        hue_jitter: how far (degrees) an object's hue may stray from its class hue; class hues
-            are 90 degrees apart, so values above 45 make colour ambiguous.
+        hue_jitter: how far (degrees) an object's hue may stray from its class hue. Class hues
+            are 90 degrees apart: at 45 neighbouring classes meet, above 45 they overlap and
+            the task gets harder (55: a small CNN needs about twice as many epochs).
         cache: keep generated samples (8-bit) in memory; they are deterministic, so an epoch
             after the first costs only the transforms.
 
@@ -219,7 +221,7 @@ class SyntheticShapes(Dataset):
         transforms: Transforms | None = None,
         max_shapes: int = 4,
         ignore_boundary: bool = True,
-        hue_jitter: float = 55.0,
+        hue_jitter: float = 45.0,
         cache: bool = True,
     ) -> None:
         if split not in self._SPLITS:
@@ -729,8 +731,10 @@ def make_loaders(
     """The (train, val) loaders every notebook starts from, and the class names.
 
     Images come out normalised, (N, 3, size, size) float32; masks (N, size, size) long.
-    The training set is augmented with :func:`train_transforms` (crop = ``size``) unless
-    ``augment=False``; the validation set only resized (real data) and normalised.
+    The training set is augmented with :func:`train_transforms` (crop = ``size``; scale
+    jitter 0.5-2 for real data, 0.75-1.25 for the synthetic set, which varies object scale by
+    itself) unless ``augment=False``; the validation set is only resized (real data) and
+    normalised.
 
     A real data set that is unavailable falls back to :class:`SyntheticShapes` (one printed
     line) — the returned ``classes`` tell which one you got. ``train_length`` / ``val_length``
@@ -746,7 +750,10 @@ def make_loaders(
             f"unknown dataset {dataset_name!r}; valid names are {', '.join(DATASET_NAMES)}."
         )
     real = dataset_name != "synthetic"
-    train_tf = train_transforms(size) if augment else eval_transforms(size if real else None)
+    # SyntheticShapes already draws objects at many scales; a milder scale jitter keeps
+    # a CPU minute of training for learning shapes rather than coping with 2x zooms.
+    scale = (0.5, 2.0) if real else (0.75, 1.25)
+    train_tf = train_transforms(size, scale) if augment else eval_transforms(size if real else None)
     train_set = load_dataset(
         dataset_name, "train", root, size, download, transforms=train_tf, length=train_length
     )

@@ -45,16 +45,17 @@ class Profile:
     def describe(self) -> str:
         net = ("full-width networks (as in the papers)" if self.width == 1.0 else
                f"networks at width x{self.width:g} of the paper's (same layers, fewer channels)")
+        data = "" if self.augment else " (not augmented: every synthetic image is new)"
         return (f"profile {self.name!r}: {self.dataset} data at {self.image_size}x"
-                f"{self.image_size}, {net}{', with BatchNorm' if self.batch_norm else ''}, "
+                f"{self.image_size}{data}, {net}{', with BatchNorm' if self.batch_norm else ''}, "
                 f"{'ImageNet-pretrained' if self.pretrained else 'randomly initialised'} "
                 f"backbones, {self.epochs} epochs of batch {self.batch_size}, on {self.device}.")
 
 
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", dataset="synthetic", image_size=64, width=0.125,
-                   batch_norm=True, pretrained=False, batch_size=16, epochs=12, lr=3e-3,
-                   train_length=512, val_length=128, augment=False, dropout=0.1),
+                   batch_norm=True, pretrained=False, batch_size=8, epochs=3, lr=3e-3,
+                   train_length=1024, val_length=128, augment=False, dropout=0.1),
     "gpu": Profile(name="gpu", dataset="oxford_pet", image_size=256, width=1.0,
                    batch_norm=False, pretrained=True, batch_size=16, epochs=8, lr=1e-4),
 }
