@@ -68,7 +68,7 @@ def main() -> None:
     for name in args.models:
         runs = [run(name, seed, args) for seed in args.seeds]
 
-        def stat(key: str) -> str:
+        def stat(key: str, runs: list[dict[str, float]] = runs) -> str:
             values = [r[key] for r in runs]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             return f"{statistics.mean(values):.3f} ± {spread:.3f}"

@@ -1,4 +1,4 @@
-"""segedu — semantic segmentation from FCN to RefineNet, a course you can run, break and be graded on.
+"""segedu — semantic segmentation from FCN to RefineNet: a course to run, break and be graded on.
 
 The package holds every model, block, metric and tool of the course; the notebooks in
 ``notebooks/`` import and explain it. Quick tour::

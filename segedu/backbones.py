@@ -298,7 +298,7 @@ class ResNet(nn.Module):
 
 
 def resnet50(**kwargs) -> ResNet:
-    """ResNet-50: bottleneck blocks [3, 4, 6, 3] (compatible with ``torchvision.models.resnet50``)."""
+    """ResNet-50: bottleneck blocks [3, 4, 6, 3] (compatible with torchvision's ``resnet50``)."""
     return ResNet([3, 4, 6, 3], **kwargs)
 
 

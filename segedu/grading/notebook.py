@@ -220,10 +220,14 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
                 f"{where}: solution markers in a cell without "
                 '"segedu": {"exercise": "<id>"} metadata'
             )
-        if cell.cell_type == "code" and (ex_id is not None or "check" in tags):
-            if not keep_outputs:
-                cell.outputs = []
-                cell.execution_count = None
+        if cell.cell_type == "code":
+            cell.execution_count = None  # students run it themselves; no solution run's counts
+            if ex_id is not None or "check" in tags:
+                if not keep_outputs:
+                    cell.outputs = []
+            for output in cell.get("outputs", []):
+                if "execution_count" in output:
+                    output["execution_count"] = None
         cells.append(cell)
     nb.cells = cells
     return nb
