@@ -22,7 +22,7 @@ def test_there_is_a_lesson_notebook_per_written_chapter():
 def test_lesson_notebook_passes_nbval_lax_on_cpu(notebook, tmp_path):
     env = {**os.environ, "SEGEDU_DEVICE": "cpu", "SEGEDU_PROFILE": "cpu", "MPLBACKEND": "Agg"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", str(notebook),
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", str(notebook),
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
          "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
          "--rootdir", str(tmp_path)],
