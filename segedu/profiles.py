@@ -55,7 +55,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", dataset="synthetic", image_size=64, width=0.125,
                    batch_norm=True, pretrained=False, batch_size=8, epochs=3, lr=3e-3,
-                   train_length=1024, val_length=128, augment=False, dropout=0.1),
+                   train_length=2048, val_length=128, augment=False, dropout=0.1),
     "gpu": Profile(name="gpu", dataset="oxford_pet", image_size=256, width=1.0,
                    batch_norm=False, pretrained=True, batch_size=16, epochs=8, lr=1e-4),
 }

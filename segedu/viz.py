@@ -66,7 +66,9 @@ def colorize(
     """Turn an (H, W) mask of class indices into an (H, W, 3) uint8 RGB image.
 
     Class ``k`` gets ``palette[k]`` (VOC colours by default); ``ignore_index`` pixels get
-    ``ignore_color``.
+    ``ignore_color``: white, to stand out on screen. VOC's own files draw 255 as
+    ``VOC_PALETTE[255]`` = (224, 224, 192), which is what ``segedu.data.mask_from_palette``
+    expects; pass ``ignore_color=tuple(VOC_PALETTE[255])`` to round-trip through it.
     """
     colors = VOC_PALETTE if palette is None else np.asarray(palette, dtype=np.uint8)
     if colors.ndim != 2 or colors.shape[1] != 3:

@@ -26,8 +26,8 @@ def test_models_lists_the_zoo(capsys):
 def test_demo_trains_reports_miou_and_writes_the_figure(tmp_path):
     # A short run (1 epoch) of the real command in a subprocess, as a user runs it.
     result = subprocess.run(
-        [sys.executable, "-m", "segedu.cli", "demo", "--epochs", "1", "--train-images", "256", "--quiet",
-         "--out", str(tmp_path / "demo.png"), "--json", str(tmp_path / "demo.json")],
+        [sys.executable, "-m", "segedu.cli", "demo", "--epochs", "1", "--train-images", "256",
+         "--quiet", "--out", str(tmp_path / "demo.png"), "--json", str(tmp_path / "demo.json")],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
