@@ -41,7 +41,7 @@ import torch
 
 from .validation import check_logits_and_target, check_mask
 
-__all__ = ["ConfusionMatrix", "format_report", "boundary_f1"]
+__all__ = ["ConfusionMatrix", "format_report", "boundary_f1", "boundary_band"]
 
 
 class ConfusionMatrix:
@@ -212,6 +212,21 @@ def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     grown = torch.nn.functional.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1,
                                            padding=radius)
     return grown[:, 0] > 0
+
+
+def boundary_band(
+    target: torch.Tensor, radius: int = 2, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """(N, H, W) bool: labelled pixels within ``radius`` of a change of label in ``target``.
+
+    Ignore pixels count as a label of their own (so VOC's 255 bands mark boundaries) but are
+    never in the band themselves. Accuracy on this band measures how well edges are placed.
+    """
+    check_logits_and_target(target, target, name="target")
+    band = _dilate(_boundaries(target.long()), radius)
+    if ignore_index is not None:
+        band &= target != ignore_index
+    return band
 
 
 def boundary_f1(

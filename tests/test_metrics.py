@@ -296,3 +296,14 @@ def test_boundary_f1_accepts_logits_and_skips_ignore_pixels():
     assert boundary_f1(logits, target) == 1.0
     with pytest.raises(ValueError):
         boundary_f1(logits, target[0])
+
+
+def test_boundary_band_marks_pixels_near_label_changes_but_not_ignore_pixels():
+    from segedu.metrics import boundary_band
+
+    target = _square()
+    band = boundary_band(target, radius=1)
+    assert band[0, 16, 16] == 0 and band[0, 0, 0] == 0  # deep inside / far outside
+    assert band[0, 8, 16] and band[0, 7, 16] and band[0, 6, 16] and not band[0, 5, 16]
+    target[:, 8, 8:24] = 255
+    assert not boundary_band(target, radius=1)[0, 8, 16]  # ignore pixels are never scored
