@@ -56,7 +56,7 @@ def describe_device(device: torch.device | str) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cpu, {torch.get_num_threads()} threads"
     return str(device)
 
 
