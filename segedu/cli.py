@@ -125,15 +125,23 @@ def _check(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from .grading import grade_notebook
 
-    reports = {}
+    reports, graded = {}, []
     for notebook in args.notebooks:
         report = grade_notebook(notebook, timeout=args.timeout)
+        graded.append(report)
         if len(args.notebooks) > 1:
             print(f"== {notebook}")
         print(report.format())
         reports[str(notebook)] = report.to_dict()
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
+    if args.gradescope:
+        if len(graded) != 1:
+            raise ValueError("--gradescope writes one submission's results.json; "
+                             f"got {len(graded)} notebooks.")
+        Path(args.gradescope).write_text(json.dumps(graded[0].to_gradescope(), indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(r.to_markdown() for r in graded))
     return 0
 
 
@@ -180,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=120,
                        help="seconds per submission before it is stopped")
     grade.add_argument("--json", default=None, help="write the detailed results here")
+    grade.add_argument("--gradescope", default=None,
+                       help="write Gradescope's results.json for one submission here")
+    grade.add_argument("--markdown", default=None, help="write a Markdown summary here")
     grade.set_defaults(func=_grade)
     return parser
 

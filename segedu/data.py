@@ -396,7 +396,31 @@ def _to_image(pil_image: PILImage.Image) -> tv_tensors.Image:
     return tv_tensors.Image(v2.functional.pil_to_tensor(pil_image).float().div_(255))
 
 
-class OxfordPet(Dataset):
+class _TorchvisionSegmentation(Dataset):
+    """What the real data sets share: a wrapped torchvision data set, a clear error when its
+    files are missing, ``num_classes``, ``len`` and the joint transforms."""
+
+    classes: tuple[str, ...] = ()
+
+    def _open(self, make: Callable[[], Dataset], name: str, folder: Path, download: bool,
+              size: str) -> None:
+        try:
+            self._dataset = make()
+        except _MISSING_OR_DOWNLOAD_ERRORS as error:
+            raise _unavailable(name, folder, download, error, size) from error
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def _finish(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple:
+        return (image, mask) if self.transforms is None else self.transforms(image, mask)
+
+
+class OxfordPet(_TorchvisionSegmentation):
     """Oxford-IIIT Pet as binary segmentation: pet vs. background (Parkhi et al., 2012).
 
     Wraps ``torchvision.datasets.OxfordIIITPet(target_types="segmentation")``, whose target is
@@ -427,23 +451,13 @@ class OxfordPet(Dataset):
         if split not in ("trainval", "test"):
             raise ValueError(f"Oxford-IIIT Pet split must be 'trainval' or 'test', got {split!r}.")
         self.root, self.split, self.transforms = Path(root), split, transforms
-        try:
-            self._dataset = torchvision.datasets.OxfordIIITPet(
-                str(root), split=split, target_types="segmentation", download=download
-            )
-        except _MISSING_OR_DOWNLOAD_ERRORS as error:
-            folder = self.root / "oxford-iiit-pet"
-            raise _unavailable("Oxford-IIIT Pet", folder, download, error, "~800 MB") from error
+        self._open(
+            lambda: torchvision.datasets.OxfordIIITPet(
+                str(root), split=split, target_types="segmentation", download=download),
+            "Oxford-IIIT Pet", self.root / "oxford-iiit-pet", download, "~800 MB")
         self._lut = np.full(256, -1, dtype=np.int64)
         for value, index in self._TRIMAP_TO_CLASS.items():
             self._lut[value] = index
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self._dataset)
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         pil_image, trimap = self._dataset[index]
@@ -454,13 +468,10 @@ class OxfordPet(Dataset):
                 f"trimap of sample {index} has values {bad}; expected only 1 (pet), "
                 "2 (background), 3 (border). Is this really an Oxford-IIIT Pet trimap?"
             )
-        image, mask = _to_image(pil_image), tv_tensors.Mask(torch.from_numpy(values))
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
+        return self._finish(_to_image(pil_image), tv_tensors.Mask(torch.from_numpy(values)))
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(_TorchvisionSegmentation):
     """PASCAL VOC segmentation (Everingham et al., 2010): 20 object classes + background.
 
     Wraps ``torchvision.datasets.VOCSegmentation``. The masks are palette ('P' mode) PNGs:
@@ -494,20 +505,10 @@ class VOCSegmentation(Dataset):
                 f"VOC image_set must be 'train', 'val' or 'trainval', got {image_set!r}."
             )
         self.root, self.image_set, self.transforms = Path(root), image_set, transforms
-        try:
-            self._dataset = torchvision.datasets.VOCSegmentation(
-                str(root), year=year, image_set=image_set, download=download
-            )
-        except _MISSING_OR_DOWNLOAD_ERRORS as error:
-            folder = self.root / "VOCdevkit" / f"VOC{year}"
-            raise _unavailable(f"PASCAL VOC {year}", folder, download, error, "~2 GB") from error
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self._dataset)
+        self._open(
+            lambda: torchvision.datasets.VOCSegmentation(
+                str(root), year=year, image_set=image_set, download=download),
+            f"PASCAL VOC {year}", self.root / "VOCdevkit" / f"VOC{year}", download, "~2 GB")
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         pil_image, pil_mask = self._dataset[index]
@@ -518,10 +519,7 @@ class VOCSegmentation(Dataset):
             )
         mask = tv_tensors.Mask(torch.from_numpy(np.asarray(pil_mask, dtype=np.int64).copy()))
         check_mask(mask, self.num_classes, IGNORE_INDEX, name=f"VOC mask {index}")
-        image = _to_image(pil_image)
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
+        return self._finish(_to_image(pil_image), mask)
 
 
 def mask_from_palette(

@@ -124,9 +124,6 @@ class History:
     def final(self) -> dict:
         return self.epochs[-1] if self.epochs else {}
 
-    def series(self, key: str) -> list:
-        return [e[key] for e in self.epochs]
-
 
 def fit(
     model: nn.Module,

@@ -46,7 +46,7 @@ def test_unknown_model_is_a_clear_error_not_a_traceback(capsys):
 
 
 @pytest.mark.slow
-def test_check_and_grade_commands_report_scores_and_exit_codes(capsys):
+def test_check_and_grade_commands_report_scores_and_exit_codes(capsys, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -54,6 +54,11 @@ def test_check_and_grade_commands_report_scores_and_exit_codes(capsys):
     out = capsys.readouterr().out
     assert "✗" in out and "NotImplementedError" in out
     assert main(["check", str(root / "solutions" / "01_fcn.ipynb")]) == 0
-    assert main(["grade", str(root / "solutions" / "01_fcn.ipynb")]) == 0
+    results, summary = tmp_path / "results.json", tmp_path / "report.md"
+    assert main(["grade", str(root / "solutions" / "01_fcn.ipynb"),
+                 "--gradescope", str(results), "--markdown", str(summary)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("score: ") and last.split()[1] == last.split()[3]
+    gradescope = json.loads(results.read_text())
+    assert gradescope["score"] == sum(t["max_score"] for t in gradescope["tests"]) > 0
+    assert "ch01.bilinear_kernel" in summary.read_text()

@@ -127,10 +127,6 @@ class Exercise:
                 return case
         raise KeyError(f"exercise {self.id} has no case {name!r}")
 
-    @property
-    def total_points(self) -> float:
-        return float(sum(case.points for case in self.cases))
-
 
 # --------------------------------------------------------------------------- computing
 
