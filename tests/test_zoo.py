@@ -1,0 +1,95 @@
+"""One routine every model in the zoo passes (in the style of segmentation_models_pytorch's
+shared model tests): the output contract at odd sizes and batch sizes 1 and 2, a training step
+with batch size 1, deterministic evaluation, a strict state_dict round trip, and clear errors
+for bad input. A new chapter's model is covered as soon as it is registered in the zoo.
+
+Models are built at width 1/8 (the CPU profile's networks: same layers, fewer channels), so
+every zoo factory must accept ``width``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import segedu
+from segedu.train import segmentation_loss
+from segedu.zoo import get_factory
+
+NAMES = segedu.list_models()
+NUM_CLASSES = 3
+
+
+def small(name: str) -> torch.nn.Module:
+    return segedu.build_model(name, NUM_CLASSES, width=0.125)
+
+
+def test_the_zoo_has_every_written_chapter():
+    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_factory_takes_num_classes_and_width_and_documents_itself(name):
+    factory = get_factory(name)
+    params = inspect.signature(factory).parameters
+    assert "num_classes" in params, f"{name}: the factory's first argument is num_classes"
+    assert "width" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), (
+        f"{name}: the CPU profile builds every model with width=...")
+    assert (factory.__doc__ or "").strip(), f"{name}: the factory needs a docstring"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("batch, size", [(1, (64, 64)), (2, (67, 45)), (1, (33, 100))])
+def test_every_zoo_model_returns_logits_at_the_input_size(name, batch, size):
+    model = small(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(batch, 3, *size))
+    assert isinstance(out, dict) and "out" in out, f"{name} must return a dict with 'out'"
+    assert tuple(out["out"].shape) == (batch, NUM_CLASSES, *size)
+    assert out["out"].dtype == torch.float32
+    assert torch.isfinite(out["out"]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_model_trains_a_step_with_batch_size_one(name):
+    model = small(name).train()
+    x = torch.randn(1, 3, 67, 45)
+    target = torch.randint(0, NUM_CLASSES, (1, 67, 45))
+    target[0, :3] = 255  # ignored pixels are allowed
+    loss = segmentation_loss(model(x), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in trainable if p.grad is None]
+    assert not missing, f"{name}: parameters that get no gradient: {missing[:5]}"
+    assert any(float(p.grad.abs().sum()) > 0 for _, p in trainable)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_model_is_deterministic_in_eval_and_round_trips_its_state_dict(name):
+    model, other = small(name).eval(), small(name).eval()
+    with torch.no_grad():  # some layers start at zero (FCN's scorers): make every weight count
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        first, second = model(x)["out"], model(x)["out"]
+        assert torch.equal(first, second)
+        assert not torch.equal(other(x)["out"], first)
+        other.load_state_dict(model.state_dict(), strict=True)
+        assert torch.equal(other(x)["out"], first)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_model_rejects_bad_input_with_a_value_error(name):
+    model = small(name).eval()
+    with pytest.raises(ValueError, match="4 dimensions"):
+        model(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="3 channels"):
+        model(torch.randn(1, 4, 64, 64))
+    with pytest.raises(ValueError, match="floating-point"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="does not take that option"):
+        segedu.build_model(name, NUM_CLASSES, no_such_option=1)
