@@ -13,6 +13,8 @@ Everything a chapter needs to feed a segmentation network:
    transformed *together* (same crop, same flip), the mask with nearest-neighbour
    interpolation and padded with the ignore label.
 5. **Loaders**: :func:`make_loaders`, the standard (train, val) pair used by the notebooks.
+6. **TouchingCells**: an offline, microscopy-like set of cells that touch, with instance ids and
+   U-Net's loss weight map (chapter 3).
 
 Every data set here returns ``(image, mask)`` where ``image`` is a
 :class:`torchvision.tv_tensors.Image` of shape (3, H, W), float32 in [0, 1], and ``mask`` is a
@@ -57,6 +59,8 @@ __all__ = [
     "train_transforms",
     "eval_transforms",
     "make_loaders",
+    "CELL_CLASSES",
+    "TouchingCells",
 ]
 
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple]
@@ -783,3 +787,213 @@ def make_loaders(
     )
     val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     return train_loader, val_loader, classes
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Touching cells (chapter 3, U-Net)
+# ----------------------------------------------------------------------------------------------
+
+#: The classes of :class:`TouchingCells`, as in the U-Net paper's cell segmentation tasks.
+CELL_CLASSES = ("background", "cell")
+
+
+class TouchingCells(Dataset):
+    """Grey "microscopy" images of cells that touch each other, with instance ids.
+
+    The problem U-Net's loss weight map was made for (Ronneberger et al., 2015, Sec. 3):
+    cells of one class lie against each other, and a segmentation that labels every cell
+    pixel correctly can still merge two cells into one blob. As in the paper's data, the
+    labels keep touching cells apart by a thin line of *background* between them, and the
+    weight map (:func:`segedu.unet.weight_map`) makes the network pay for those few pixels.
+
+    Each sample is deterministic (one random generator per index, seeded with
+    ``[seed, split, index]``, like :class:`SyntheticShapes`):
+
+    * 3..``max_cells`` cells with radii from ``size/10`` to ``size/6`` and wobbly, elliptic
+      outlines; most are placed against an earlier cell so that they overlap, and a pixel
+      claimed by several belongs to the one it is relatively closest to (cells press against
+      each other, as packed cells do);
+    * **labels**: pixels with an 8-neighbour in *another* cell become background, a gap of
+      about 2 pixels between touching cells; cells smaller than 12 pixels are dropped;
+    * **image** (one channel, float32 in [0, 1]): a dim, uneven background; cells brighter,
+      each with its own brightness and texture and a darker rim; where two cells meet, a dark
+      membrane line whose contrast varies from image to image (sometimes faint); blur,
+      Gaussian noise, 8-bit quantisation.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+        size: height and width in pixels (at least 32).
+        length: number of samples; default 512 for train, 128 for val.
+        seed: selects a different (but again deterministic) data set.
+        transforms: called as ``transforms(image, mask)`` (``(image, mask, weights)`` with
+            ``return_weights``; the weights are then a float ``tv_tensors.Mask``).
+        max_cells: at most this many cells per image (at least 3).
+        return_weights: also return the loss weight map, ``w0`` and ``sigma`` as in
+            :func:`segedu.unet.weight_map` (the paper's 10 and 5 pixels by default).
+        cache: keep generated samples in memory.
+
+    Returns (from ``dataset[i]``):
+        ``(image, mask)``: ``tv_tensors.Image`` (1, H, W) float32 and ``tv_tensors.Mask``
+        (H, W) long (0 background, 1 cell); with ``return_weights`` also the (H, W) float32
+        weight map. :meth:`instances` gives the instance ids (0 background, 1..K cells).
+    """
+
+    classes = CELL_CLASSES
+    _SPLITS = {"train": 0, "val": 1}
+    _DEFAULT_LENGTH = {"train": 512, "val": 128}
+
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 64,
+        length: int | None = None,
+        seed: int = 0,
+        transforms: Callable | None = None,
+        max_cells: int = 8,
+        return_weights: bool = False,
+        w0: float = 10.0,
+        sigma: float = 5.0,
+        cache: bool = True,
+    ) -> None:
+        if split not in self._SPLITS:
+            raise ValueError(f"split must be one of {tuple(self._SPLITS)}, got {split!r}.")
+        if int(size) < 32:
+            raise ValueError(f"size must be at least 32 pixels, got {size}.")
+        if max_cells < 3:
+            raise ValueError(f"max_cells must be at least 3, got {max_cells}.")
+        if length is not None and length < 0:
+            raise ValueError(f"length must be >= 0, got {length}.")
+        self.split, self.size, self.seed = split, int(size), int(seed)
+        self.length = self._DEFAULT_LENGTH[split] if length is None else int(length)
+        self.transforms, self.max_cells = transforms, int(max_cells)
+        self.return_weights, self.w0, self.sigma = return_weights, float(w0), float(sigma)
+        self.cache = cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._weights: dict[int, torch.Tensor] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return (f"TouchingCells(split={self.split!r}, size={self.size}, length={self.length}, "
+                f"seed={self.seed})")
+
+    def __getitem__(self, index: int) -> tuple:
+        image_u8, ids = self._sample(index)
+        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
+        mask = tv_tensors.Mask(torch.from_numpy((ids > 0).astype(np.int64)))
+        if not self.return_weights:
+            return (image, mask) if self.transforms is None else self.transforms(image, mask)
+        weights = self.weights(index)
+        if self.transforms is not None:
+            return self.transforms(image, mask, tv_tensors.Mask(weights))
+        return image, mask, weights
+
+    def instances(self, index: int) -> torch.Tensor:
+        """(H, W) long instance ids of sample ``index``: 0 background, 1..K the cells."""
+        return torch.from_numpy(self._sample(index)[1].astype(np.int64))
+
+    def weights(self, index: int) -> torch.Tensor:
+        """(H, W) float32 loss weight map of sample ``index`` (:func:`segedu.unet.weight_map`)."""
+        from .unet import weight_map  # the weight map is chapter 3's; data is chapter 0's
+
+        index = self._check_index(index)
+        if index not in self._weights:
+            w = weight_map(self.instances(index), w0=self.w0, sigma=self.sigma)
+            if not self.cache:
+                return w
+            self._weights[index] = w
+        return self._weights[index]
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _check_index(self, index: int) -> int:
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples.")
+        return index
+
+    def _sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self._check_index(index)
+        if index in self._cache:
+            return self._cache[index]
+        sample = self._render(np.random.default_rng([self.seed, self._SPLITS[self.split],
+                                                     index]))
+        if self.cache:
+            self._cache[index] = sample
+        return sample
+
+    def _layout(self, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+        """Centres and radii: most cells are pushed against an earlier one, overlapping."""
+        size = self.size
+        cells: list[tuple[float, float, float]] = []
+        for _ in range(int(rng.integers(3, self.max_cells + 1))):
+            radius = float(rng.uniform(size / 10, size / 6))
+            for _attempt in range(10):
+                if cells and rng.random() < 0.85:
+                    cx0, cy0, r0 = cells[int(rng.integers(len(cells)))]
+                    angle = rng.uniform(0, 2 * np.pi)
+                    dist = (r0 + radius) * rng.uniform(0.7, 0.95)
+                    cx, cy = cx0 + dist * np.cos(angle), cy0 + dist * np.sin(angle)
+                else:
+                    cx, cy = rng.uniform(radius, size - 1 - radius, size=2)
+                if radius * 0.5 <= cx <= size - 1 - radius * 0.5 and \
+                        radius * 0.5 <= cy <= size - 1 - radius * 0.5:
+                    break
+            cells.append((float(cx), float(cy), radius))
+        return cells
+
+    def _render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one sample: the image (1, S, S) uint8 and the instance ids (S, S) uint8."""
+        from scipy import ndimage
+
+        size = self.size
+        cells = self._layout(rng)
+        xs, ys = _pixel_grid(size)
+        # rho[k] = distance to cell k's centre relative to its (wobbly) radius: < 1 inside
+        rho = np.empty((len(cells), size, size), dtype=np.float32)
+        for k, (cx, cy, radius) in enumerate(cells):
+            theta = np.arctan2(ys - cy, xs - cx)
+            a2, a3 = rng.uniform(0, 0.2), rng.uniform(0, 0.08)
+            p2, p3 = rng.uniform(0, 2 * np.pi, size=2)
+            outline = radius * (1 + a2 * np.cos(2 * (theta - p2)) + a3 * np.cos(3 * (theta - p3)))
+            rho[k] = np.hypot(xs - cx, ys - cy) / outline
+        order = np.argsort(rho, axis=0)
+        nearest = np.take_along_axis(rho, order[:1], 0)[0]
+        second = np.take_along_axis(rho, order[1:2], 0)[0]
+        ids = np.where(nearest < 1, order[0] + 1, 0).astype(np.int64)
+
+        # Labels: background between touching cells (pixels next to another cell's pixel).
+        grown = ndimage.grey_dilation(ids, size=3)
+        shrunk = ndimage.grey_erosion(np.where(ids > 0, ids, ids.max() + 1), size=3)
+        touching = (ids > 0) & ((grown != ids) | ((shrunk != ids) & (shrunk <= ids.max())))
+        labels = np.where(touching, 0, ids)
+        sizes = np.bincount(labels.ravel(), minlength=len(cells) + 1)
+        keep = np.flatnonzero(sizes >= 12)
+        keep = keep[keep > 0]
+        relabel = np.zeros(len(cells) + 1, dtype=np.uint8)
+        relabel[keep] = np.arange(1, len(keep) + 1)
+        labels = relabel[labels]
+
+        # Image: background, bright cells with a dark rim, a membrane where cells meet.
+        up = _upsample_matrix(size, 4)
+        image = rng.uniform(0.12, 0.28) + up @ rng.uniform(-0.05, 0.05, (4, 4)) @ up.T
+        coverage = np.clip((1 - nearest) * size / 10 + 0.5, 0, 1)  # soft edge, ~1 pixel
+        brightness = rng.uniform(0.5, 0.85, size=len(cells) + 1)[order[0] + 1]
+        texture = up @ rng.uniform(-0.06, 0.06, (4, 4)) @ up.T
+        rim = 1 - rng.uniform(0.15, 0.4) * np.clip((nearest - 0.75) / 0.25, 0, 1)
+        cell_value = (brightness + texture) * rim
+        image = image * (1 - coverage) + cell_value * coverage
+        membrane = rng.uniform(0.15, 0.6)  # how dark the line between two cells is
+        meet = np.exp(-(((second - nearest) * size / 10) ** 2) * 2) * (second < 1.1)
+        image = image * (1 - membrane * meet)
+        image = ndimage.gaussian_filter(image, sigma=0.7)
+        image = image + rng.standard_normal(image.shape) * rng.uniform(0.02, 0.05)
+        image_u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)[None]
+        return image_u8, labels.astype(np.uint8)

@@ -41,15 +41,26 @@ def segmentation_loss(
     *,
     aux_weight: float = 0.4,
     ignore_index: int = 255,
+    pixel_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pixel-wise cross-entropy on ``outputs["out"]`` plus ``aux_weight`` times that on ``"aux"``.
 
     Pixels labelled ``ignore_index`` contribute nothing. The target is checked first, so a
     mask value 7 with 5 classes is a clear ``ValueError`` rather than a CUDA assert.
+    ``pixel_weight`` (N, H, W), e.g. U-Net's weight map (chapter 3), multiplies each pixel's
+    loss on ``"out"``: the loss is ``sum(w * ce) / (number of labelled pixels)``.
     """
     logits = outputs["out"]
     check_mask(target, logits.shape[1], ignore_index)
-    loss = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    if pixel_weight is None:
+        loss = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    else:
+        if pixel_weight.shape != target.shape:
+            raise ValueError(f"pixel_weight must have the target's shape {tuple(target.shape)}"
+                             f", got {tuple(pixel_weight.shape)}.")
+        per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+        labelled = (target != ignore_index).sum().clamp(min=1)
+        loss = (per_pixel * pixel_weight).sum() / labelled
     if "aux" in outputs and aux_weight:
         loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target,
                                                    ignore_index=ignore_index)
@@ -71,12 +82,18 @@ def train_one_epoch(
     progress: bool = False,
     desc: str = "train",
 ) -> float:
-    """One pass over ``loader``; the scheduler steps every iteration. Returns the mean loss."""
+    """One pass over ``loader``; the scheduler steps every iteration. Returns the mean loss.
+
+    Batches are ``(images, targets)`` or ``(images, targets, pixel_weights)``; the weights go
+    to :func:`segmentation_loss` (U-Net's weight map, e.g. ``TouchingCells(return_weights=True)``).
+    """
     model.train()
     total, count = 0.0, 0
-    for images, targets in _batches(loader, progress, desc):
+    for images, targets, *weights in _batches(loader, progress, desc):
         images, targets = images.to(device), targets.to(device)
-        loss = segmentation_loss(model(images), targets, aux_weight=aux_weight)
+        pixel_weight = weights[0].to(device) if weights else None
+        loss = segmentation_loss(model(images), targets, aux_weight=aux_weight,
+                                 pixel_weight=pixel_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -99,7 +116,7 @@ def evaluate(
     """Confusion-matrix metrics (pixel accuracy, per-class IoU, mIoU, ...) over ``loader``."""
     model.eval()
     cm = ConfusionMatrix(num_classes)
-    for images, targets in _batches(loader, progress, "eval"):
+    for images, targets, *_ in _batches(loader, progress, "eval"):
         cm.update(model(images.to(device))["out"], targets.to(device))
     return cm.compute()
 

@@ -2,7 +2,7 @@
 
     >>> import segedu
     >>> segedu.list_models()
-    ['fcn16s', 'fcn32s', 'fcn8s', 'fcn_resnet50', 'segnet']
+    ['fcn16s', 'fcn32s', 'fcn8s', 'fcn_resnet50', 'segnet', 'unet']
     >>> model = segedu.build_model("fcn8s", num_classes=5, width=0.125, batch_norm=True)
 
 Each chapter registers its factories here; a factory takes ``num_classes`` and keyword
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import fcn, segnet
+from . import fcn, segnet, unet
 
 __all__ = ["register_model", "build_model", "list_models", "get_factory"]
 
@@ -72,3 +72,6 @@ register_model("fcn_resnet50", fcn.fcn_resnet50)
 
 # Chapter 2
 register_model("segnet", segnet.segnet)
+
+# Chapter 3
+register_model("unet", unet.unet)
