@@ -19,7 +19,8 @@ def test_demo_help_explains_what_it_does(capsys):
 
 def test_models_lists_the_zoo(capsys):
     assert main(["models"]) == 0
-    assert capsys.readouterr().out.split() == ["fcn16s", "fcn32s", "fcn8s", "fcn_resnet50"]
+    assert capsys.readouterr().out.split() == [
+        "fcn16s", "fcn32s", "fcn8s", "fcn_resnet50", "segnet", "unet"]
 
 
 @pytest.mark.slow

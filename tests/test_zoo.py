@@ -27,7 +27,7 @@ def small(name: str) -> torch.nn.Module:
 
 
 def test_the_zoo_has_every_written_chapter():
-    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50"} <= set(NAMES)
+    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "unet"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
