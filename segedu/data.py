@@ -169,7 +169,55 @@ def _signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.nda
     return dist - circumradius / 2
 
 
-class SyntheticShapes(Dataset):
+class _SyntheticSet(Dataset):
+    """What the offline data sets share: a train/val split, a length, and one deterministic
+    random generator per sample (seeded with ``[seed, split, index]``), with an optional
+    cache of the generated samples."""
+
+    classes: tuple[str, ...] = ()
+    _SPLITS = {"train": 0, "val": 1}
+    _DEFAULT_LENGTH = {"train": 512, "val": 128}
+
+    def __init__(self, split: str, size: int, length: int | None, seed: int,
+                 transforms: Callable | None, cache: bool, *, min_size: int) -> None:
+        if split not in self._SPLITS:
+            raise ValueError(f"split must be one of {tuple(self._SPLITS)}, got {split!r}.")
+        if int(size) < min_size:
+            raise ValueError(f"size must be at least {min_size} pixels, got {size}.")
+        if length is not None and length < 0:
+            raise ValueError(f"length must be >= 0, got {length}.")
+        self.split = split
+        self.size = int(size)
+        self.length = self._DEFAULT_LENGTH[split] if length is None else int(length)
+        self.seed = int(seed)
+        self.transforms = transforms
+        self.cache = cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(split={self.split!r}, size={self.size}, "
+                f"length={self.length}, seed={self.seed})")
+
+    def _check_index(self, index: int) -> int:
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples.")
+        return index
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self._SPLITS[self.split], index])
+
+
+class SyntheticShapes(_SyntheticSet):
     """Coloured circles, squares, triangles and rings on textured backgrounds.
 
     A stand-in for a real segmentation data set that needs no download, is generated in well
@@ -215,8 +263,6 @@ class SyntheticShapes(Dataset):
     """
 
     classes = SHAPE_CLASSES
-    _SPLITS = {"train": 0, "val": 1}
-    _DEFAULT_LENGTH = {"train": 512, "val": 128}
     _KINDS = SHAPE_CLASSES  # kind name of each label
 
     def __init__(
@@ -231,37 +277,12 @@ class SyntheticShapes(Dataset):
         hue_jitter: float = 45.0,
         cache: bool = True,
     ) -> None:
-        if split not in self._SPLITS:
-            raise ValueError(f"split must be one of {tuple(self._SPLITS)}, got {split!r}.")
-        if int(size) < 16:
-            raise ValueError(f"size must be at least 16 pixels, got {size}.")
+        super().__init__(split, size, length, seed, transforms, cache, min_size=16)
         if max_shapes < 1:
             raise ValueError(f"max_shapes must be at least 1, got {max_shapes}.")
-        if length is not None and length < 0:
-            raise ValueError(f"length must be >= 0, got {length}.")
-        self.split = split
-        self.size = int(size)
-        self.length = self._DEFAULT_LENGTH[split] if length is None else int(length)
-        self.seed = int(seed)
-        self.transforms = transforms
         self.max_shapes = int(max_shapes)
         self.ignore_boundary = ignore_boundary
         self.hue_jitter = float(hue_jitter)
-        self.cache = cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __repr__(self) -> str:
-        return (
-            f"SyntheticShapes(split={self.split!r}, size={self.size}, length={self.length}, "
-            f"seed={self.seed})"
-        )
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         index = self._check_index(index)
@@ -283,17 +304,6 @@ class SyntheticShapes(Dataset):
         return self._sample_layout(self._rng(self._check_index(index)))
 
     # -- generation ----------------------------------------------------------------------------
-
-    def _check_index(self, index: int) -> int:
-        index = int(index)
-        if index < 0:
-            index += self.length
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} samples.")
-        return index
-
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self._SPLITS[self.split], index])
 
     def _sample_layout(self, rng: np.random.Generator) -> list[Shape]:
         size = self.size
@@ -797,7 +807,7 @@ def make_loaders(
 CELL_CLASSES = ("background", "cell")
 
 
-class TouchingCells(Dataset):
+class TouchingCells(_SyntheticSet):
     """Grey "microscopy" images of cells that touch each other, with instance ids.
 
     The problem U-Net's loss weight map was made for (Ronneberger et al., 2015, Sec. 3):
@@ -839,8 +849,6 @@ class TouchingCells(Dataset):
     """
 
     classes = CELL_CLASSES
-    _SPLITS = {"train": 0, "val": 1}
-    _DEFAULT_LENGTH = {"train": 512, "val": 128}
 
     def __init__(
         self,
@@ -855,32 +863,12 @@ class TouchingCells(Dataset):
         sigma: float = 5.0,
         cache: bool = True,
     ) -> None:
-        if split not in self._SPLITS:
-            raise ValueError(f"split must be one of {tuple(self._SPLITS)}, got {split!r}.")
-        if int(size) < 32:
-            raise ValueError(f"size must be at least 32 pixels, got {size}.")
+        super().__init__(split, size, length, seed, transforms, cache, min_size=32)
         if max_cells < 3:
             raise ValueError(f"max_cells must be at least 3, got {max_cells}.")
-        if length is not None and length < 0:
-            raise ValueError(f"length must be >= 0, got {length}.")
-        self.split, self.size, self.seed = split, int(size), int(seed)
-        self.length = self._DEFAULT_LENGTH[split] if length is None else int(length)
-        self.transforms, self.max_cells = transforms, int(max_cells)
+        self.max_cells = int(max_cells)
         self.return_weights, self.w0, self.sigma = return_weights, float(w0), float(sigma)
-        self.cache = cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._weights: dict[int, torch.Tensor] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __repr__(self) -> str:
-        return (f"TouchingCells(split={self.split!r}, size={self.size}, length={self.length}, "
-                f"seed={self.seed})")
 
     def __getitem__(self, index: int) -> tuple:
         image_u8, ids = self._sample(index)
@@ -911,20 +899,11 @@ class TouchingCells(Dataset):
 
     # -- generation ----------------------------------------------------------------------------
 
-    def _check_index(self, index: int) -> int:
-        index = int(index)
-        if index < 0:
-            index += self.length
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} samples.")
-        return index
-
     def _sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         index = self._check_index(index)
         if index in self._cache:
             return self._cache[index]
-        sample = self._render(np.random.default_rng([self.seed, self._SPLITS[self.split],
-                                                     index]))
+        sample = self._render(self._rng(index))
         if self.cache:
             self._cache[index] = sample
         return sample

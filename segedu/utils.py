@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice, seeding, parameter counts.
+"""Small shared helpers: device choice, seeding, parameter counts, training memory.
 
 Nothing in segedu assumes a GPU. :func:`get_device` picks CUDA, then Apple's MPS,
 then the CPU, and says which it picked so a learner knows what they are running on.
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["get_device", "set_seed", "count_parameters", "describe_device"]
+__all__ = ["get_device", "set_seed", "count_parameters", "describe_device",
+           "saved_activation_bytes"]
 
 
 def get_device(preferred: str | None = None, verbose: bool = True) -> torch.device:
@@ -84,3 +85,29 @@ def set_seed(seed: int = 0, deterministic: bool = False) -> None:
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters in ``model`` (all of them, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def saved_activation_bytes(model: nn.Module, *inputs: torch.Tensor) -> dict[str, int]:
+    """Bytes of the tensors autograd keeps for the backward pass of one training forward.
+
+    Runs ``model(*inputs)`` in training mode under :func:`torch.autograd.graph.saved_tensors_hooks`
+    and adds up every saved tensor once (weights excluded: they are kept anyway). This is
+    the activation memory a training step needs on top of the weights, and it depends on the
+    input size; on the ``meta`` device it is counted without allocating or computing anything.
+    ``model`` is left in training mode.
+
+    Returns ``{"total": bytes, "int64": bytes of int64 tensors}`` (max-pooling indices are
+    int64 in PyTorch).
+    """
+    weights = {id(p) for p in model.parameters()}
+    saved: dict[int, tuple[int, torch.dtype]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in weights:
+            saved[id(t)] = (t.numel() * t.element_size(), t.dtype)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(*inputs)
+    return {"total": sum(b for b, _ in saved.values()),
+            "int64": sum(b for b, dtype in saved.values() if dtype == torch.int64)}
