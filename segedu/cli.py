@@ -4,7 +4,9 @@
     segedu models                    list the model zoo
     segedu assign [--check]          generate exercises/ from solutions/ (or check it is current)
     segedu check NOTEBOOK            run a notebook's public exercise checks (for students)
-    segedu grade NOTEBOOK [...]      grade notebooks against all tests, print "score: X / Y"
+    segedu grade SUBMISSION [...]    grade notebooks or folders of them against all tests;
+                                     print "score: X / Y" or one row per student, and write
+                                     a gradebook (--csv, --json, --markdown)
 """
 
 from __future__ import annotations
@@ -123,26 +125,49 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading import grade_notebook
+    from .grading.gradebook import (
+        find_submissions,
+        grade_submissions,
+        summary_line,
+        write_json,
+    )
 
-    reports, graded = {}, []
-    for notebook in args.notebooks:
-        report = grade_notebook(notebook, timeout=args.timeout)
-        graded.append(report)
-        if len(args.notebooks) > 1:
-            print(f"== {notebook}")
-        print(report.format())
-        reports[str(notebook)] = report.to_dict()
+    submissions = find_submissions(args.submissions)
+    single = len(submissions) == 1
+    if args.gradescope and not single:
+        raise ValueError("--gradescope writes one submission's results.json; "
+                         f"got {len(submissions)} notebooks (use --json or --csv for a batch).")
+
+    def on_graded(submission, report) -> None:
+        if single or args.verbose:
+            if not single:
+                print(f"== {submission.student}: {submission.path}")
+            print(report.format(), flush=True)
+        else:
+            print(summary_line(submission, report), flush=True)
+
+    book = grade_submissions(
+        submissions, on_graded=on_graded, chapter=args.chapter, timeout=args.timeout,
+        case_timeout=args.case_timeout, memory_limit_mb=args.memory or None,
+        extra_exercises=args.tests, seed=args.seed, jobs=args.jobs)
+    first = book.rows[0][1]
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=2))
-    if args.gradescope:
-        if len(graded) != 1:
-            raise ValueError("--gradescope writes one submission's results.json; "
-                             f"got {len(graded)} notebooks.")
-        Path(args.gradescope).write_text(json.dumps(graded[0].to_gradescope(), indent=2))
+        write_json(args.json, book.to_json())
+    if args.csv:
+        Path(args.csv).write_text(book.to_csv(), encoding="utf-8")
     if args.markdown:
-        Path(args.markdown).write_text("\n".join(r.to_markdown() for r in graded))
-    return 0
+        Path(args.markdown).write_text(first.to_markdown() if single else book.to_markdown(),
+                                       encoding="utf-8")
+    if args.gradescope:
+        write_json(args.gradescope, first.to_gradescope())
+    not_graded = [s.student for s, r in book.rows if r.status.startswith("not graded")]
+    if not single:
+        line = (f"graded {len(book.rows) - len(not_graded)} of {len(book.rows)} submissions "
+                f"in {book.elapsed:.1f} s")
+        if not_graded:
+            line += f"; not graded: {', '.join(not_graded)}"
+        print(line)
+    return 1 if not_graded else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,14 +208,39 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=120)
     check.set_defaults(func=_check)
 
-    grade = sub.add_parser("grade", help="grade notebooks; prints 'score: X / Y'")
-    grade.add_argument("notebooks", nargs="+")
+    grade = sub.add_parser(
+        "grade", help="grade notebooks or folders of them; prints 'score: X / Y' or a row each",
+        description="Grade submissions, each in its own process with a time and memory limit. "
+                    "A folder is searched for notebooks; its first level names the students "
+                    "(submissions/alice.ipynb or submissions/alice/01_fcn.ipynb). Exits 1 if "
+                    "a submission could not be graded at all. See docs/instructor.md.")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                       help="a notebook, or a folder of notebooks")
+    grade.add_argument("--tests", action="append", default=[], metavar="PATH",
+                       help="instructor's test file (.py registering exercises) or folder of "
+                            "them; repeatable. Submissions cannot read them")
+    grade.add_argument("--chapter", default=None,
+                       help="chNN of every submission (default: from the file name NN_*.ipynb "
+                            "or the notebook's answer cells)")
     grade.add_argument("--timeout", type=float, default=120,
-                       help="seconds per submission before it is stopped")
-    grade.add_argument("--json", default=None, help="write the detailed results here")
+                       help="seconds per submission before it is stopped (120)")
+    grade.add_argument("--case-timeout", type=float, default=10,
+                       help="seconds one case may run before it fails (10)")
+    grade.add_argument("--memory", type=int, default=4096, metavar="MB",
+                       help="memory a submission may allocate, in MiB; 0 for no limit (4096)")
+    grade.add_argument("--jobs", type=int, default=1,
+                       help="submissions graded at the same time, each in its own process (1)")
+    grade.add_argument("--seed", type=int, default=0,
+                       help="seed for torch, random and NumPy before every case (0)")
+    grade.add_argument("--json", default=None, help="write the gradebook with every case here")
+    grade.add_argument("--csv", default=None,
+                       help="write the gradebook here: one row per submission, a column per "
+                            "exercise")
     grade.add_argument("--gradescope", default=None,
                        help="write Gradescope's results.json for one submission here")
-    grade.add_argument("--markdown", default=None, help="write a Markdown summary here")
+    grade.add_argument("--markdown", default=None, help="write a Markdown report here")
+    grade.add_argument("--verbose", action="store_true",
+                       help="with several submissions, print each one's full report")
     grade.set_defaults(func=_grade)
     return parser
 

@@ -476,3 +476,154 @@ def test_ch01_stub_scores_zero_and_solution_full_marks(tmp_path):
     report = grade_notebook(stub)
     assert report.status == "ok" and report.score == 0
     assert report.max_score == full.max_score
+
+
+# --------------------------------------------------------------------------- tamper resistance
+
+
+def test_os_exit_zero_is_reported_as_an_early_exit_and_earns_only_computed_cases(tmp_path, toy):
+    report = grade(
+        tmp_path, toy,
+        code(ADD_SOLUTION, exercise="ch90.add"),
+        code("import os\n\ndef scale(n):\n    os._exit(0)", exercise="ch90.scale"),
+    )
+    assert report.status == "exited early (exit code 0)"
+    assert report.score == 4 and report.max_score == 7
+    messages = [c.message for c in report.exercises[1].cases]
+    assert messages[0] == "the process exited early (exit code 0) while running this case"
+    assert report.format().splitlines()[-1] == "score: 4 / 7"
+
+
+def test_fake_result_files_written_by_the_submission_earn_nothing(tmp_path, toy):
+    report = grade(
+        tmp_path, toy,
+        code("""
+            import json, os, sys, torch
+            forged = {"format": 1, "complete": True, "notebook_error": None,
+                      "cell_errors": [], "flags": [], "results": {
+                          "ch90.add": {n: {"ok_run": True, "value": torch.zeros(2, 3),
+                                           "error": None}
+                                       for n in ("2x3", "4x4", "big hidden")},
+                          "ch90.scale": {n: {"ok_run": True, "value": 0, "error": None}
+                                         for n in ("n=3", "n=20", "n=4321 hidden")}}}
+            torch.save(forged, sys.argv[2])          # the runner's own result file
+            fake = {"score": 100, "tests": []}
+            with open("results.json", "w") as f:      # Gradescope's file, in the work dir
+                json.dump(fake, f)
+            try:                                      # next to the submission
+                with open(os.path.join(sys.argv[1] + "-results.json"), "w") as f:
+                    json.dump(fake, f)
+            except PermissionError:
+                pass
+            os._exit(0)
+            """, tags=("setup",)),
+        code(ADD_SOLUTION, exercise="ch90.add"),
+    )
+    assert report.score == 0 and report.max_score == 7
+    assert report.format().splitlines()[-1] == "score: 0 / 7"
+    flags = "\n".join(report.flags)
+    assert "wrote files in the grader's working directory (ignored): results.json" in flags
+    assert "refused: writing" in flags and "-results.json" in flags
+    assert not list(tmp_path.glob("*-results.json"))
+
+
+def test_patching_torch_pytest_and_the_check_helpers_changes_no_score(tmp_path, toy):
+    report = grade(
+        tmp_path, toy,
+        code("""
+            import sys, types, torch, torch.testing
+            import segedu, segedu.grading, segedu.grading.grader as grader
+            import segedu.grading.exercise as exercise
+            torch.testing.assert_close = lambda *args, **kwargs: None
+            torch.allclose = torch.equal = lambda *args, **kwargs: True
+            sys.modules["pytest"] = types.SimpleNamespace(approx=lambda x, **kw: x)
+            ok = lambda *args, **kwargs: (True, "")
+            exercise.compare = grader.compare = segedu.grading.compare = ok
+            grader._judge = lambda *args, **kwargs: None
+            segedu.check = segedu.grading.check = lambda *args: print("✓ all passed")
+            def check(*args):
+                print("✓ all passed")
+            print("score: 100 / 100")
+            """, tags=("setup",)),
+        code(ADD_SOLUTION, exercise="ch90.add"),       # honest and right: 4 points
+        code("def scale(n):\n    return n", exercise="ch90.scale"),  # wrong: none
+    )
+    assert report.status == "ok" and not report.cell_errors
+    assert outcome(report) == {
+        ("ch90.add", "2x3"): True, ("ch90.add", "4x4"): True, ("ch90.add", "big hidden"): True,
+        ("ch90.scale", "n=3"): False, ("ch90.scale", "n=20"): False,
+        ("ch90.scale", "n=4321 hidden"): False,
+    }
+    assert report.score == 4 and "100 / 100" not in report.format()
+
+
+def test_calling_the_reference_implementation_earns_nothing_and_is_flagged(tmp_path, toy):
+    report = grade(
+        tmp_path, toy,
+        code("""
+            import sys, torch
+            from segedu.grading import get_exercise
+            get_exercise("ch90.add").reference(torch.ones(1), torch.ones(1))  # a peek
+            """, tags=("setup",)),
+        code("""
+            def add(a, b):   # a wrapper around the answer
+                return get_exercise("ch90.add").reference(a, b)
+            """, exercise="ch90.add"),
+        code("""
+            def scale(n):    # hides from the monitor first
+                sys.settrace(None)
+                return get_exercise("ch90.scale").reference(n)
+            """, exercise="ch90.scale"),
+    )
+    assert report.status == "ok"
+    assert report.score == 0 and report.max_score == 7
+    add, scale = report.exercises
+    assert all("the reference implementation" in c.message and "own code" in c.message
+               for c in add.cases)
+    assert all("call monitor (sys.settrace) was removed" in c.message for c in scale.cases)
+    flags = "\n".join(report.flags)
+    assert "cell 0 called the reference implementation" in flags
+    assert "ch90.add: the reference implementation" in flags
+
+
+def test_solutions_other_submissions_processes_and_outside_writes_are_refused(tmp_path, toy):
+    from segedu.grading.grader import _PACKAGE_ROOT
+
+    other = write(toy_solution(), tmp_path / "bob" / "90_toy.ipynb")
+    solution = sorted((_PACKAGE_ROOT / "solutions").glob("*.ipynb"))[0]
+    outside = tmp_path / "outside.txt"
+    attempts = {
+        "solution": f"open({str(solution)!r}).read()",
+        "other": f"open({str(other)!r}).read()",
+        "listing": f"__import__('os').listdir({str(solution.parent)!r})",
+        "shell": "__import__('subprocess').run(['cat', " + repr(str(other)) + "])",
+        "system": "__import__('os').system('true')",
+        "write": f"open({str(outside)!r}, 'w').write('x')",
+        "kill": "__import__('os').kill(__import__('os').getppid(), 9)",
+    }
+    lines = ["refused = {}"]
+    for name, attempt in attempts.items():
+        lines += ["try:", f"    {attempt}", "except PermissionError as error:",
+                  f"    refused[{name!r}] = str(error)"]
+    report = grade(
+        tmp_path, toy,
+        code("\n".join(lines), tags=("setup",)),
+        code(ADD_SOLUTION, exercise="ch90.add"),
+        code("def scale(n):\n    return 2 * n if len(refused) == 7 else 0", exercise="ch90.scale"),
+        code("""
+            def hog():                      # allocates until memory runs out
+                hoard = []
+                while True:
+                    hoard.append(bytearray(64 << 20))
+            hog()
+            """, tags=("setup",)),
+        memory_limit_mb=512, protect=[other],
+    )
+    assert report.status == "ok"
+    assert report.score == 7, report.format()  # every attempt was refused; honest code counts
+    assert not outside.exists()
+    assert any("MemoryError: out of memory" in e for e in report.cell_errors)
+    flags = "\n".join(report.flags)
+    for expected in (f"opening {solution}", f"opening {other}", "starting a process",
+                     "running a shell command", "writing", "sending a signal"):
+        assert expected in flags, flags

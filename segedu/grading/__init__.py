@@ -6,8 +6,12 @@
 * :mod:`~segedu.grading.notebook` — notebook conventions, exercise-notebook generation
   (:func:`assign`).
 * :mod:`~segedu.grading.runner` — the child process that runs a submission.
+* :mod:`~segedu.grading.sandbox` — what the child refuses a submission (files, processes)
+  and how it notices the reference implementation being called.
 * :mod:`~segedu.grading.grader` — :func:`grade_notebook`, :func:`check_notebook` and the
   in-notebook :func:`check`.
+* :mod:`~segedu.grading.gradebook` — :func:`grade_submissions` for a folder of submissions,
+  and the CSV/JSON/Markdown :class:`Gradebook`.
 """
 
 from .exercise import (
@@ -21,6 +25,7 @@ from .exercise import (
     register,
     unregister,
 )
+from .gradebook import Gradebook, Submission, find_submissions, grade_submissions
 from .grader import (
     CaseResult,
     CheckResult,
@@ -51,6 +56,10 @@ __all__ = [
     "check_result",
     "check_notebook",
     "grade_notebook",
+    "Gradebook",
+    "Submission",
+    "find_submissions",
+    "grade_submissions",
     "assign",
     "graded_cells",
     "make_exercise_notebook",

@@ -26,6 +26,7 @@ import numbers
 import pkgutil
 import re
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,17 +159,22 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"cannot grade a value of type {type(value).__name__}")
 
 
-def compute(exercise: Exercise, fn: Callable, case: Case) -> Any:
+def compute(exercise: Exercise, fn: Callable, case: Case, *,
+            around: Callable[[], AbstractContextManager] | None = None) -> Any:
     """Call ``fn`` on the case's inputs and return the summarised result as plain data.
 
     Runs under ``torch.no_grad()``. Exceptions from ``fn`` or from the summary (a wrong
-    return type) propagate to the caller.
+    return type) propagate to the caller. ``around``, when given, makes a context manager
+    entered around the call and the summary (the code the student wrote runs in both) but
+    not around building the inputs; the grader's child uses it to watch that code.
     """
     summary = case.summary or exercise.summary
     with torch.no_grad():
-        result = fn(*case.make_inputs())
-        if summary is not None:
-            result = summary(result)
+        inputs = case.make_inputs()
+        with around() if around is not None else nullcontext():
+            result = fn(*inputs)
+            if summary is not None:
+                result = summary(result)
         return to_plain(result)
 
 

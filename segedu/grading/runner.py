@@ -4,29 +4,38 @@ Usage::
 
     python -m segedu.grading.runner NOTEBOOK RESULT_PATH [--public-only] [--expect IDS]
         [--exercises-file FILE.py ...] [--case-timeout SECONDS] [--memory-mb MB]
+        [--protect PATH ...] [--seed N]
 
 The child only *computes*; the parent (:mod:`segedu.grading.grader`) judges. The child
 
-1. executes the notebook's setup and answer cells (see :mod:`segedu.grading.notebook`) in
+1. loads the instructor's exercise files and the chapter's exercises, limits its memory, and
+   confines itself (:class:`~segedu.grading.sandbox.Confinement`: no reading the ``--protect``
+   paths, no writing outside RESULT_PATH's folder, no processes); then
+2. executes the notebook's setup and answer cells (see :mod:`segedu.grading.notebook`) in
    order, in one fresh namespace, with the students' printed output discarded; a cell that
    raises is recorded and the next cell runs;
-2. for every exercise (the ids passed with ``--expect``, else those of the answer cells)
-   and every case, calls :func:`segedu.grading.exercise.compute` on the student's function and
-   records the plain-data value, or the exception (type and message, 300 characters at
-   most), or that the function is not defined;
-3. saves, with :func:`torch.save`, after every exercise and once more at the end::
+3. for every exercise (the ids passed with ``--expect``, else those of the answer cells)
+   and every case, seeds ``torch``, ``random`` (and NumPy) with ``--seed``, calls
+   :func:`segedu.grading.exercise.compute` on the student's function and records the
+   plain-data value, or the exception (type and message, 300 characters at most), or that the
+   function is not defined. A case during which the exercise's reference implementation ran
+   (:class:`~segedu.grading.sandbox.ReferenceMonitor`) is recorded as failed;
+4. saves, with :func:`torch.save`, after every exercise and once more at the end::
 
        {"format": 1, "complete": bool, "notebook_error": str | None,
         "cell_errors": [{"cell": int, "kind": str, "exercise": str, "error": str}],
+        "flags": [str],   # what the submission tried that the grader refused or noticed
         "results": {exercise_id: {case_name: {"ok_run": bool, "value": data | None,
                                               "error": str | None}}}}
 
    Every value is plain data the parent can read with ``torch.load(weights_only=True)``.
+   Each refusal of the confinement is also appended at once to ``RESULT_PATH.refused``.
    Before each case, ``RESULT_PATH.current`` holds ``[exercise_id, case_name]`` as JSON, so
    the parent can tell which case was running when the process crashed or timed out.
 
 Nothing the child writes can award points: the parent recomputes the expected values
-itself and compares.
+itself and compares. The flags are the child's own account and could be forged by a
+submission that takes the process over; they explain a score, they never raise one.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import builtins
 import io
 import json
 import os
+import random
 import re
 import runpy
 import signal
@@ -46,8 +56,9 @@ from typing import Any
 
 import torch
 
-from .exercise import compute, get_exercise
+from .exercise import Exercise, compute, get_exercise
 from .notebook import graded_cells, load_notebook
+from .sandbox import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
 
 FORMAT = 1
 MAX_ERROR_CHARS = 300
@@ -75,6 +86,8 @@ def describe_error(error: BaseException) -> str:
     """``"TypeError: message"``, at most :data:`MAX_ERROR_CHARS` characters."""
     if isinstance(error, _CaseTimeout):
         text = str(error)
+    elif isinstance(error, MemoryError):
+        text = "MemoryError: out of memory (the grader's memory limit was reached)"
     elif isinstance(error, SystemExit):
         text = f"SystemExit({error.code!r}) (sys.exit was called)"
     else:
@@ -147,18 +160,44 @@ def _limit_resources(memory_mb: int | None, file_mb: int = 256) -> None:
         pass
 
 
+def _seed(seed: int) -> None:
+    """Seed every generator a student's code may draw from (before the cells, and again
+    before each case, so that a case's result does not depend on the ones before it)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+
+
 class Runner:
+    """Runs one notebook: :meth:`prepare` (before confinement), then :meth:`run`."""
+
     def __init__(self, notebook: str, result_path: str, *, public_only: bool,
-                 expect: list[str], case_timeout: float | None) -> None:
+                 expect: list[str], case_timeout: float | None, seed: int = 0,
+                 confinement: Confinement | None = None) -> None:
         self.notebook = notebook
         self.result_path = Path(result_path)
         self.public_only = public_only
         self.expect = expect
         self.case_timeout = case_timeout
+        self.seed = seed
+        self.confinement = confinement
+        self.monitor = ReferenceMonitor()
+        self.cells: list = []
+        self.exercises: list[Exercise] = []
         self.data: dict[str, Any] = {"format": FORMAT, "complete": False,
-                                     "notebook_error": None, "cell_errors": [], "results": {}}
+                                     "notebook_error": None, "cell_errors": [], "flags": [],
+                                     "results": {}}
+
+    def flag(self, message: str) -> None:
+        if message not in self.data["flags"]:
+            self.data["flags"].append(message)
 
     def save(self) -> None:
+        if self.confinement is not None:
+            for message in self.confinement.blocked:
+                self.flag(f"refused: {message}")
         tmp = self.result_path.with_name(self.result_path.name + ".tmp")
         with open(tmp, "wb") as f:
             _save(self.data, f)
@@ -169,12 +208,26 @@ class Runner:
         path = self.result_path.with_name(self.result_path.name + ".current")
         path.write_text(json.dumps([exercise_id, case_name]), encoding="utf-8")
 
-    def run(self) -> None:
+    def prepare(self) -> bool:
+        """Read the notebook and look up the exercises (and so import their chapter
+        modules) before any of the submission's code runs; False if the notebook is
+        unreadable."""
         try:
-            nb = load_notebook(self.notebook)
-            cells = graded_cells(nb)
+            self.cells = graded_cells(load_notebook(self.notebook))
         except Exception as error:
             self.data["notebook_error"] = describe_error(error)
+            return False
+        ids = list(self.expect) or list(dict.fromkeys(c.exercise_id for c in self.cells
+                                                      if c.exercise_id))
+        for exercise_id in ids:
+            try:
+                self.exercises.append(get_exercise(exercise_id))
+            except ValueError:
+                continue
+        return True
+
+    def run(self) -> None:
+        if self.data["notebook_error"] is not None:
             self.data["complete"] = True
             self.save()
             return
@@ -183,26 +236,30 @@ class Runner:
             "__builtins__": builtins,
             "display": lambda *args, **kwargs: None,
         }
-        torch.manual_seed(0)
-        for cell in cells:
+        references = {ex.id: reference_code_keys(ex.reference) for ex in self.exercises}
+        trusted = {ex.id: trusted_files(ex) for ex in self.exercises}
+        all_keys = set().union(*references.values()) if references else set()
+        _seed(self.seed)
+        for cell in self.cells:
+            hits: list[str] = []
             try:
                 code = compile(_neutralise_magics(cell.source), f"<cell {cell.index}>", "exec")
-                _quiet(lambda code=code: exec(code, namespace))
+                with self.monitor.watching(all_keys, hits):
+                    _quiet(lambda code=code: exec(code, namespace))
             except BaseException as error:
                 self.data["cell_errors"].append({
                     "cell": cell.index, "kind": cell.kind,
                     "exercise": cell.exercise_id or "", "error": describe_error(error),
                 })
-        ids = list(self.expect) or list(dict.fromkeys(c.exercise_id for c in cells
-                                                      if c.exercise_id))
-        answered = {c.exercise_id for c in cells if c.exercise_id}
-        for exercise_id in ids:
-            try:
-                exercise = get_exercise(exercise_id)
-            except ValueError:
-                continue
-            self.data["results"][exercise_id] = self.run_exercise(
-                exercise, namespace, exercise_id in answered)
+            for hit in hits:
+                self.flag(f"cell {cell.index} removed the grader's call monitor (sys.settrace)"
+                          if hit == ReferenceMonitor.REMOVED else
+                          f"cell {cell.index} called the reference implementation {hit}")
+        answered = {c.exercise_id for c in self.cells if c.exercise_id}
+        for exercise in self.exercises:
+            self.data["results"][exercise.id] = self.run_exercise(
+                exercise, namespace, exercise.id in answered, references[exercise.id],
+                trusted[exercise.id])
             self.save()
         self.data["complete"] = True
         self.save()
@@ -220,7 +277,9 @@ class Runner:
                     "(was the cell deleted, or its metadata lost?)")
         return message
 
-    def run_exercise(self, exercise, namespace: dict, answered: bool) -> dict:
+    def run_exercise(self, exercise, namespace: dict, answered: bool,
+                     reference_keys: set | None = None,
+                     trusted: frozenset[str] = frozenset()) -> dict:
         results = {}
         cases = exercise.public_cases() if self.public_only else exercise.cases
         fn = namespace.get(exercise.function)
@@ -234,15 +293,32 @@ class Runner:
                 results[case.name] = {"ok_run": False, "value": None, "error": missing}
                 continue
             self.mark_current(exercise.id, case.name)
+            _seed(self.seed)
+            hits: list[str] = []
+
+            def around(hits=hits):
+                return self.monitor.watching(reference_keys or set(), hits, trusted)
+
             try:
-                value = _quiet(lambda case=case: _with_alarm(
-                    lambda: compute(exercise, fn, case), self.case_timeout))
+                value = _quiet(lambda case=case, around=around: _with_alarm(
+                    lambda: compute(exercise, fn, case, around=around), self.case_timeout))
                 _check_serialisable(value)
                 results[case.name] = {"ok_run": True, "value": value, "error": None}
             except BaseException as error:
                 results[case.name] = {"ok_run": False, "value": None,
                                       "error": describe_error(error)}
+            if hits:
+                results[case.name] = {"ok_run": False, "value": None,
+                                      "error": _reference_message(hits)}
+                self.flag(f"{exercise.id}: {_reference_message(hits)}")
         return results
+
+
+def _reference_message(hits: list[str]) -> str:
+    if ReferenceMonitor.REMOVED in hits:
+        return "the grader's call monitor (sys.settrace) was removed while this case ran"
+    return (f"the reference implementation ({', '.join(hits)}) ran in this case: only the "
+            "submission's own code earns points")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,13 +337,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one case may run")
     parser.add_argument("--memory-mb", type=int, default=None,
                         help="extra address space the student's code may use, in MiB")
+    parser.add_argument("--protect", action="append", default=[],
+                        help="a file or folder the submission may not open (repeatable)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for torch, random and NumPy before every case (0)")
+    parser.add_argument("--no-confine", action="store_true",
+                        help="do not confine the submission (debugging the grader only)")
     args = parser.parse_args(argv)
     for path in args.exercises_file:
         runpy.run_path(path)
-    _limit_resources(args.memory_mb)
+    confinement = None
+    if not args.no_confine:
+        result_path = Path(args.result_path).resolve()
+        confinement = Confinement(result_path.parent, [*args.protect, *args.exercises_file],
+                                  log_path=result_path.with_name(result_path.name + ".refused"))
     runner = Runner(args.notebook, args.result_path, public_only=args.public_only,
                     expect=[i for i in args.expect.split(",") if i],
-                    case_timeout=args.case_timeout)
+                    case_timeout=args.case_timeout, seed=args.seed, confinement=confinement)
+    runner.prepare()
+    _limit_resources(args.memory_mb)
+    if confinement is not None:
+        confinement.install()
     runner.run()
     return 0
 
