@@ -15,7 +15,14 @@ from collections.abc import Iterable
 
 from torch import nn
 
-__all__ = ["conv_output_size", "conv_transpose_output_size", "stack_output_size"]
+__all__ = [
+    "conv_output_size",
+    "conv_transpose_output_size",
+    "stack_output_size",
+    "effective_kernel_size",
+    "adaptive_pool_regions",
+    "atrous_taps_inside",
+]
 
 
 def _check_size_args(size: int, kernel_size: int, stride: int, dilation: int) -> None:
@@ -38,6 +45,9 @@ def conv_output_size(
     ``floor((size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``.
     With ``ceil_mode=True`` (pooling only) the division rounds up, but, as in PyTorch, the
     last window must start inside the input or the left padding.
+
+    >>> conv_output_size(65, kernel_size=3, padding=12, dilation=12)   # an ASPP branch keeps size
+    65
 
     Raises:
         ValueError: if the (dilated) kernel does not fit into the padded input.
@@ -122,3 +132,56 @@ def stack_output_size(size: int, layers: Iterable[nn.Module]) -> int:
             raise ValueError(f"stack_output_size does not know how {type(layer).__name__} "
                              "changes the size.")
     return size
+
+
+# --------------------------------------------------------------------------------------------
+# Dilation and pooling bins (chapters 4 and 5)
+# --------------------------------------------------------------------------------------------
+
+
+def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
+    """Extent of a dilated kernel: ``dilation * (kernel_size - 1) + 1``.
+
+    A 3x3 kernel at rate 12 spans 25 pixels but still has only 9 taps (DeepLab's "atrous"
+    convolution: a larger field of view at the same cost).
+    """
+    _check_size_args(1, kernel_size, 1, dilation)
+    return dilation * (kernel_size - 1) + 1
+
+
+def adaptive_pool_regions(size: int, bins: int) -> list[tuple[int, int]]:
+    """The input pixels ``[start, end)`` that each of ``bins`` adaptive-pooling cells averages.
+
+    As PyTorch's ``AdaptiveAvgPool2d`` defines them (one axis): cell ``i`` covers
+    ``start = floor(i * size / bins)`` to ``end = ceil((i + 1) * size / bins)``. When ``bins``
+    does not divide ``size`` neighbouring cells overlap or differ in length; when ``bins > size``
+    cells repeat pixels (a 6-bin over a 4-pixel map).
+
+    >>> adaptive_pool_regions(7, 3)
+    [(0, 3), (2, 5), (4, 7)]
+    """
+    _check_size_args(size, 1, 1, 1)
+    if int(bins) != bins or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    return [((i * size) // bins, -((-(i + 1) * size) // bins)) for i in range(bins)]
+
+
+def atrous_taps_inside(size: int, dilation: int, kernel_size: int = 3,
+                       position: int | None = None) -> int:
+    """How many of a dilated kernel's taps land inside a map of ``size`` pixels (one axis).
+
+    The kernel is centred at ``position`` (default: the centre pixel, ``(size - 1) // 2``);
+    taps that fall into the zero padding see nothing. With ``dilation >= size`` only the
+    centre tap of a 3x3 kernel remains, and the atrous branch degenerates into a 1x1 conv
+    (DeepLab v3, Sec. 3.3). Square kernels: the 2-D count is this number squared.
+
+    >>> atrous_taps_inside(33, 12), atrous_taps_inside(33, 24), atrous_taps_inside(9, 12)
+    (3, 1, 1)
+    """
+    _check_size_args(size, kernel_size, 1, dilation)
+    centre = (size - 1) // 2 if position is None else position
+    if not 0 <= centre < size:
+        raise ValueError(f"position must be inside the map [0, {size}), got {position}.")
+    half = kernel_size // 2
+    offsets = [dilation * (j - half) for j in range(kernel_size)]
+    return sum(0 <= centre + o < size for o in offsets)

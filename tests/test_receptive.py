@@ -75,3 +75,54 @@ def test_size_errors_are_clear():
         conv_transpose_output_size(4, 3, stride=2, output_padding=2)
     with pytest.raises(ValueError, match="does not know"):
         stack_output_size(8, [nn.Upsample(scale_factor=2)])
+
+
+# --------------------------------------------------------------------------- dilation and bins
+
+
+@pytest.mark.parametrize("k, d", [(1, 1), (3, 1), (3, 2), (3, 12), (5, 3)])
+def test_effective_kernel_size_is_the_span_of_the_dilated_kernel(k, d):
+    from segedu.receptive import effective_kernel_size
+
+    # A dilated kernel of span e, unpadded, shrinks a map by e - 1.
+    conv = nn.Conv2d(1, 1, k, dilation=d)
+    n = 40
+    assert conv(torch.zeros(1, 1, n, n)).shape[-1] == n - (effective_kernel_size(k, d) - 1)
+
+
+@pytest.mark.parametrize("size", [1, 4, 6, 7, 13, 60, 61])
+@pytest.mark.parametrize("bins", [1, 2, 3, 6])
+def test_adaptive_pool_regions_reproduce_adaptive_avg_pool(size, bins):
+    from segedu.receptive import adaptive_pool_regions
+
+    x = torch.randn(1, 1, 1, size, generator=torch.Generator().manual_seed(size * 10 + bins))
+    pooled = nn.AdaptiveAvgPool2d((1, bins))(x)[0, 0, 0]
+    regions = adaptive_pool_regions(size, bins)
+    assert len(regions) == bins
+    by_hand = torch.stack([x[0, 0, 0, a:b].mean() for a, b in regions])
+    torch.testing.assert_close(by_hand, pooled)
+
+
+def test_adaptive_pool_regions_overlap_when_bins_do_not_divide():
+    from segedu.receptive import adaptive_pool_regions
+
+    assert adaptive_pool_regions(60, 6) == [(10 * i, 10 * i + 10) for i in range(6)]
+    assert adaptive_pool_regions(7, 3) == [(0, 3), (2, 5), (4, 7)]
+    assert adaptive_pool_regions(4, 6) == [(0, 1), (0, 2), (1, 2), (2, 3), (2, 4), (3, 4)]
+    with pytest.raises(ValueError, match="bins"):
+        adaptive_pool_regions(7, 0)
+
+
+@pytest.mark.parametrize("size", [5, 9, 33, 65])
+@pytest.mark.parametrize("rate", [1, 6, 12, 18, 24, 36])
+def test_atrous_taps_inside_counts_the_taps_that_see_the_map(size, rate):
+    from segedu.receptive import atrous_taps_inside
+
+    # Measure: a 3x3 dilated conv with weights = 1 on a map of ones; the centre output sums
+    # the taps that land inside the map (padding is zero).
+    conv = nn.Conv2d(1, 1, 3, padding=rate, dilation=rate, bias=False)
+    nn.init.ones_(conv.weight)
+    with torch.no_grad():
+        out = conv(torch.ones(1, 1, size, size))
+    c = (size - 1) // 2
+    assert out[0, 0, c, c].item() == atrous_taps_inside(size, rate) ** 2
