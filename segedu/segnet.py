@@ -122,8 +122,10 @@ def max_unpool(x: torch.Tensor, indices: torch.Tensor,
                          f"{tuple(indices.shape)}. Use the indices of the pool that made x.")
     height, width = (int(s) for s in output_size)
     # The range check reads the indices' values: on the CPU only (meta tensors have no values,
-    # and on a GPU reading them would stall every decoder stage).
-    values_known = indices.numel() > 0 and indices.device.type == "cpu"
+    # and on a GPU reading them would stall every decoder stage), and not while torch.compile
+    # or the ONNX exporter traces the model (traced tensors have no values either).
+    values_known = (indices.numel() > 0 and indices.device.type == "cpu"
+                    and not torch.compiler.is_compiling())
     if height < x.shape[-2] or width < x.shape[-1] or (
             values_known and int(indices.max()) >= height * width):
         raise ValueError(f"output_size {(height, width)} is too small for these indices "

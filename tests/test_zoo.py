@@ -1,10 +1,17 @@
 """One routine every model in the zoo passes (in the style of segmentation_models_pytorch's
 shared model tests): the output contract at odd sizes and batch sizes 1 and 2, a training step
-with batch size 1, deterministic evaluation, a strict state_dict round trip, and clear errors
-for bad input. A new chapter's model is covered as soon as it is registered in the zoo.
+with batch size 1, deterministic evaluation, a strict state_dict round trip, clear errors for
+bad input, ONNX export checked in onnxruntime, and ``torch.compile`` capturing forward and
+backward as one graph. A new chapter's model is covered as soon as it is registered in the zoo.
 
 Models are built at width 1/8 (the CPU profile's networks: same layers, fewer channels), so
 every zoo factory must accept ``width``.
+
+``torch.compile`` runs with the ``aot_eager`` backend and ``fullgraph=True``: TorchDynamo must
+capture the whole forward without a graph break and AOTAutograd must trace the backward, which
+is what breaks when a model does something compile cannot follow. Inductor's code generation
+(the default backend) takes close to a minute per model on a CPU, so its speed is measured in
+``benchmarks/compile_speed.py`` rather than here.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import pytest
 import torch
 
 import segedu
+from segedu.deploy import export_onnx, run_onnx
 from segedu.train import segmentation_loss
 from segedu.zoo import get_factory
 
@@ -24,6 +32,15 @@ NUM_CLASSES = 3
 
 def small(name: str) -> torch.nn.Module:
     return segedu.build_model(name, NUM_CLASSES, width=0.125)
+
+
+def _perturbed(name: str) -> torch.nn.Module:
+    """A small model in eval mode whose every weight matters (FCN's scorers start at zero)."""
+    model = small(name).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
 
 
 def test_the_zoo_has_every_written_chapter():
@@ -69,10 +86,7 @@ def test_every_zoo_model_trains_a_step_with_batch_size_one(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_zoo_model_is_deterministic_in_eval_and_round_trips_its_state_dict(name):
-    model, other = small(name).eval(), small(name).eval()
-    with torch.no_grad():  # some layers start at zero (FCN's scorers): make every weight count
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model, other = _perturbed(name), small(name).eval()
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         first, second = model(x)["out"], model(x)["out"]
@@ -93,3 +107,38 @@ def test_every_zoo_model_rejects_bad_input_with_a_value_error(name):
         model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     with pytest.raises(ValueError, match="does not take that option"):
         segedu.build_model(name, NUM_CLASSES, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_model_exports_to_onnx_and_onnxruntime_agrees(name, tmp_path):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = _perturbed(name)
+    x = torch.randn(1, 3, 67, 45)  # odd: pooled maps that bins and strides do not divide
+    path = export_onnx(model, tmp_path / f"{name}.onnx", x)
+    with torch.no_grad():
+        expected = model(x)["out"].numpy()
+    got = run_onnx(path, x)
+    assert got.shape == expected.shape
+    # onnxruntime sums in another order than PyTorch: compare relative to the logits' scale.
+    scale = float(abs(expected).max())
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected),
+                               rtol=1e-3, atol=1e-4 * max(1.0, scale))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_zoo_model_compiles_as_one_graph_with_the_same_outputs_and_gradients(name):
+    torch.manual_seed(0)
+    model = _perturbed(name)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 3, 67, 45)
+    expected = model(x)["out"]
+    got = compiled(x)["out"]
+    scale = float(expected.abs().max())  # compiled graphs may sum in another order
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-5 * max(1.0, scale))
+    first = next(p for p in model.parameters() if p.requires_grad)  # the first conv's weight
+    (grad_expected,) = torch.autograd.grad(expected.square().mean(), [first])
+    (grad_got,) = torch.autograd.grad(got.square().mean(), [first])
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-3,
+                               atol=1e-4 * float(grad_expected.abs().max()))
+    torch._dynamo.reset()
