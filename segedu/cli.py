@@ -2,11 +2,13 @@
 
     segedu demo                      train FCN-32s and FCN-8s on the synthetic set, report, plot
     segedu models                    list the model zoo
-    segedu assign [--check]          generate exercises/ from solutions/ (or check it is current)
+    segedu assign [--check]          generate exercises/ from solutions/ (or check it is current);
+                                     --bundle DIR also writes the instructor bundle
     segedu check NOTEBOOK            run a notebook's public exercise checks (for students)
     segedu grade SUBMISSION [...]    grade notebooks or folders of them against all tests;
                                      print "score: X / Y" or one row per student, and write
-                                     a gradebook (--csv, --json, --markdown)
+                                     a gradebook (--csv, --json, --markdown); --bundle DIR
+                                     grades with the bundle's secret seed and private tests
 """
 
 from __future__ import annotations
@@ -102,7 +104,15 @@ def _models(args: argparse.Namespace) -> int:
 def _assign(args: argparse.Namespace) -> int:
     from .grading import assign
 
+    if args.seed is not None and not args.bundle:
+        raise ValueError("--seed sets the instructor bundle's grading seed; use it with --bundle")
     paths = assign(args.solutions, args.exercises, check=args.check)
+    if args.bundle and not args.check:
+        from .grading.bundle import write_bundle
+
+        bundle = write_bundle(args.bundle, args.solutions, args.exercises, seed=args.seed)
+        print(f"wrote the instructor bundle {bundle.directory}/ (manifest.json, README.md, "
+              "tests/): keep it away from students")
     if args.check:
         if paths:
             print("exercises/ is out of date; run `segedu assign` and commit the result:")
@@ -132,6 +142,20 @@ def _grade(args: argparse.Namespace) -> int:
         write_json,
     )
 
+    seed, tests = args.seed, list(args.tests)
+    if args.bundle:
+        from .grading.bundle import bundle_mismatches, read_bundle
+
+        if seed is not None:
+            raise ValueError("--seed and --bundle: the bundle fixes the grading seed")
+        bundle = read_bundle(args.bundle)
+        problems = bundle_mismatches(bundle)
+        if problems:
+            raise ValueError(f"the installed segedu's exercises differ from the bundle "
+                             f"{args.bundle!r} ({'; '.join(problems)}); grade with the segedu "
+                             "version that made it, or refresh it with `segedu assign --bundle`")
+        seed = bundle.seed
+        tests = [str(p) for p in bundle.private_tests()] + tests
     submissions = find_submissions(args.submissions)
     single = len(submissions) == 1
     if args.gradescope and not single:
@@ -149,7 +173,7 @@ def _grade(args: argparse.Namespace) -> int:
     book = grade_submissions(
         submissions, on_graded=on_graded, chapter=args.chapter, timeout=args.timeout,
         case_timeout=args.case_timeout, memory_limit_mb=args.memory or None,
-        extra_exercises=args.tests, seed=args.seed, jobs=args.jobs)
+        extra_exercises=tests, seed=seed or 0, jobs=args.jobs)
     first = book.rows[0][1]
     if args.json:
         write_json(args.json, book.to_json())
@@ -201,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--exercises", default="exercises")
     assign.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if exercises/ is out of date")
+    assign.add_argument("--bundle", default=None, metavar="DIR",
+                        help="also write the instructor bundle (manifest with points and the "
+                             "grading seed, private tests folder) to DIR, outside exercises/")
+    assign.add_argument("--seed", type=int, default=None,
+                        help="the bundle's grading seed (default: kept, or drawn at random)")
     assign.set_defaults(func=_assign)
 
     check = sub.add_parser("check", help="run a notebook's public checks (students)")
@@ -230,8 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory a submission may allocate, in MiB; 0 for no limit (4096)")
     grade.add_argument("--jobs", type=int, default=1,
                        help="submissions graded at the same time, each in its own process (1)")
-    grade.add_argument("--seed", type=int, default=0,
-                       help="seed for torch, random and NumPy before every case (0)")
+    grade.add_argument("--seed", type=int, default=None,
+                       help="grading seed: seeds torch, random and NumPy before every case and "
+                            "shifts every case's random inputs (0)")
+    grade.add_argument("--bundle", default=None, metavar="DIR",
+                       help="instructor bundle from `segedu assign --bundle`: its seed and "
+                            "private tests")
     grade.add_argument("--json", default=None, help="write the gradebook with every case here")
     grade.add_argument("--csv", default=None,
                        help="write the gradebook here: one row per submission, a column per "

@@ -23,7 +23,6 @@ from segedu.grading.notebook import cell_tags, chapter_of, exercise_ids, load_no
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
-SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 
 SOLUTION_NOTEBOOKS = sorted(SOLUTIONS.glob("*.ipynb"))
 NAMES = [path.name for path in SOLUTION_NOTEBOOKS]
@@ -69,24 +68,67 @@ def test_chapter_exercise_stub_scores_zero(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_chapter_solution_scores_full_marks(name):
-    report = grade_notebook(SOLUTIONS / name)
+    # Under a grading seed, as with an instructor bundle: every random case input is a new
+    # draw (seed 0, the inputs students check against, is covered by the nbval test above).
+    report = grade_notebook(SOLUTIONS / name, seed=20261127)
     assert report.status == "ok", report.format()
     assert not report.cell_errors, report.format()
     assert report.score == report.max_score > 0, report.format()
 
 
+def filled_in(name: str, directory: Path) -> Path:
+    """The exercise notebook with the solution's answer cells put in: a perfect student."""
+    import nbformat
+
+    from segedu.grading.notebook import cell_exercise_id
+
+    solution = nbformat.read(SOLUTIONS / name, as_version=4)
+    answers = {cell_exercise_id(c): c.source for c in solution.cells if cell_exercise_id(c)}
+    exercise = nbformat.read(exercise_notebook(name), as_version=4)
+    for cell in exercise.cells:
+        if cell_exercise_id(cell):
+            cell.source = answers[cell_exercise_id(cell)]
+    path = directory / name
+    nbformat.write(exercise, path)
+    return path
+
+
+def student_nbval(path: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``pytest --nbval NOTEBOOK`` as the README tells students to run it (no sanitize file).
+
+    In a subprocess, so that the README's plain `pytest` covers it without --nbval flags."""
+    cmd = [sys.executable, "-m", "pytest", "--nbval", str(path), "--nbval-current-env",
+           "-p", "no:cacheprovider", "-q", "--color=no", *extra]
+    return subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_solution_notebook_passes_strict_nbval(name):
-    # In a subprocess, so that the README's plain `pytest` covers it without --nbval flags.
-    cmd = [sys.executable, "-m", "pytest", "--nbval", str(SOLUTIONS / name),
-           "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
-           "-p", "no:cacheprovider", "-q", "--color=no"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_student_nbval_passes_on_the_exercise_notebook_with_correct_answers(name, tmp_path):
+    # Solutions have no solution-only cells (asserted below), so this is also strict nbval on
+    # every cell of solutions/<name>: its stored outputs are reproducible.
+    proc = student_nbval(filled_in(name, tmp_path))
     assert proc.returncode == 0, (
-        f"the stored outputs of solutions/{name} are not reproducible (re-execute it and "
-        f"check that its outputs are deterministic):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
+        f"`pytest --nbval exercises/{name}` fails with correct answers: the stored outputs of "
+        f"solutions/{name} are not reproducible (re-execute it, make its outputs "
+        f"deterministic, run `segedu assign`):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_student_nbval_fails_on_the_stub_exercise_notebook(name):
+    proc = student_nbval(exercise_notebook(name), "-x")  # the first check cell is enough
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "Cell outputs differ" in proc.stdout and "✗" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_solution_notebooks_have_no_solution_only_cells():
+    # If one ever does, strict nbval must run on solutions/ itself again (see above).
+    for path in SOLUTION_NOTEBOOKS:
+        tagged = [i for i, c in enumerate(load_notebook(path)["cells"])
+                  if "solution-only" in cell_tags(c)]
+        assert tagged == [], f"{path.name}: solution-only cells {tagged}"
 
 
 @pytest.mark.slow

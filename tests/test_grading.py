@@ -30,11 +30,11 @@ from segedu.grading.notebook import notebook_text, read_notebook
 
 TOY_EXERCISES = '''
 import torch
-from segedu.grading import Case, Exercise, register
+from segedu.grading import Case, Exercise, register, seeded_randn
 
 
 def _t(seed, *shape):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return seeded_randn(*shape, seed=seed)
 
 
 register(Exercise(
@@ -112,12 +112,15 @@ def toy_solution() -> nbformat.NotebookNode:
     answer = code(ADD_SOLUTION, exercise="ch90.add")
     answer.outputs = [nbformat.v4.new_output("stream", text="stale\n")]
     answer.execution_count = 3
+    checked = code('from segedu.grading import check\ncheck("ch90.add", add)', tags=("check",))
+    checked.outputs = [nbformat.v4.new_output("stream", text="✓ 2x3\n")]
+    checked.execution_count = 4
     return notebook(
         new_markdown_cell("# Toy chapter"),
         code("import torch", tags=("setup",)),
         answer,
         code(SCALE_SOLUTION, exercise="ch90.scale"),
-        code('from segedu.grading import check\ncheck("ch90.add", add)', tags=("check",)),
+        checked,
         code("print(add(torch.ones(2), torch.ones(2)))", tags=("solution-only",)),
     )
 
@@ -181,7 +184,10 @@ def test_make_exercise_notebook_replaces_solution_block_and_keeps_indentation(to
         '    """Elementwise sum."""\n'
         '    raise NotImplementedError("Exercise ch90.add: Add the tensors elementwise.")\n'
     )
-    assert add_cell.outputs == [] and add_cell.execution_count is None
+    assert add_cell.outputs == [] and "nbval-ignore-output" in add_cell.metadata.tags
+    check_cell = exercise.cells[4]  # keeps what a correct answer printed, for nbval
+    assert check_cell.outputs == solution.cells[4].outputs
+    assert check_cell.execution_count == solution.cells[4].execution_count
     assert exercise.cells[3].source.endswith('    raise NotImplementedError('
                                              '"Exercise ch90.scale: Multiply by two.")')
     assert [c.id for c in exercise.cells] == [f"cell-{i}" for i in range(5)]  # solution-only
@@ -627,3 +633,38 @@ def test_solutions_other_submissions_processes_and_outside_writes_are_refused(tm
     for expected in (f"opening {solution}", f"opening {other}", "starting a process",
                      "running a shell command", "writing", "sending a signal"):
         assert expected in flags, flags
+
+
+# --------------------------------------------------------------------------- grading seed
+
+
+def test_the_grading_seed_shifts_every_random_case_input(toy):
+    from segedu.grading import input_seed
+
+    case = get_exercise("ch01.fuse_skips").cases[0]
+    public = case.make_inputs()[0]
+    assert torch.equal(case.make_inputs()[0], public)  # deterministic
+    with input_seed(20261127):
+        secret = case.make_inputs()[0]
+        assert torch.equal(case.make_inputs()[0], secret)
+    assert public.shape == secret.shape and not torch.allclose(public, secret)
+    assert torch.equal(case.make_inputs()[0], public)  # restored
+
+
+MEMORISED_ADD = """
+import torch
+def add(a, b):  # ignores its inputs: the answers for the inputs in the package's source
+    g = lambda seed, *shape: torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return {(2, 3): g(1, 2, 3) + g(2, 2, 3), (4, 4): g(3, 4, 4) + g(4, 4, 4)}[tuple(a.shape)]
+"""
+
+
+def test_answers_memorised_from_the_source_fail_under_a_secret_grading_seed(tmp_path, toy):
+    cells = (code("import torch", tags=("setup",)), code(MEMORISED_ADD, exercise="ch90.add"))
+    public = grade(tmp_path, toy, *cells)
+    assert outcome(public)[("ch90.add", "2x3")] and outcome(public)[("ch90.add", "4x4")]
+    secret = grade(tmp_path, toy, *cells, name="90_again.ipynb", seed=987654321)
+    assert not any(passed for (ex, _), passed in outcome(secret).items() if ex == "ch90.add")
+    honest = grade(tmp_path, toy, code(ADD_SOLUTION, exercise="ch90.add"),
+                   name="90_honest.ipynb", seed=987654321)
+    assert all(passed for (ex, _), passed in outcome(honest).items() if ex == "ch90.add")

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
 from ..receptive import conv_output_size, conv_transpose_output_size
-from .exercise import Case, Exercise, register
+from .exercise import Case, Exercise, register, seeded_randn
 
 __all__ = ["EXERCISES"]
 
@@ -23,8 +23,7 @@ __all__ = ["EXERCISES"]
 # --------------------------------------------------------------------------- helpers
 
 
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+_randn = seeded_randn  # every random input depends on the grading seed too
 
 
 def _as_int(value: Any) -> int:

@@ -13,16 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from ..segnet import max_pool_with_indices, max_unpool, upsampling_memory
+from .ch01 import _const, _randn
 from .exercise import Case, Exercise, register
 
 __all__ = ["EXERCISES"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _pool_result(value: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,10 +76,6 @@ def _unpool_inputs(*shape: int, seed: int, ceil_mode: bool = True,
         values, indices = F.max_pool2d(x, 2, 2, ceil_mode=ceil_mode, return_indices=True)
         return values, indices, tuple(shape[-2:])
     return make
-
-
-def _const(*args: Any) -> Callable[[], tuple]:
-    return lambda: args
 
 
 # VGG16's channels before each of its five pools, at full width.

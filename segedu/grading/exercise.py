@@ -43,6 +43,10 @@ __all__ = [
     "get_exercise",
     "exercises_for",
     "all_exercises",
+    "case_generator",
+    "seeded_randn",
+    "set_input_seed",
+    "input_seed",
 ]
 
 
@@ -127,6 +131,54 @@ class Exercise:
             if case.name == name:
                 return case
         raise KeyError(f"exercise {self.id} has no case {name!r}")
+
+
+# --------------------------------------------------------------------------- case inputs
+
+#: The grading seed that shifts every case's random inputs (0: the inputs ``segedu.check``
+#: uses and anyone can compute from this file). Set by :func:`set_input_seed`.
+_input_seed = 0
+
+
+def case_generator(seed: int) -> torch.Generator:
+    """The generator a case draws its random inputs from: seeded by the case's own ``seed``
+    *and* by the grading seed.
+
+    With the default grading seed 0, a case's inputs are the ones in this package's source,
+    the same for every student (``segedu.check`` uses them). ``segedu grade --seed S``, and an
+    instructor bundle's secret seed (``segedu assign --bundle``), shift every draw, so the
+    graded inputs are ones nobody could precompute answers for. Chapter modules build every
+    random input through this function (or :func:`seeded_randn`).
+    """
+    mixed = (int(seed) + 1_000_003 * _input_seed) % (2**63 - 1)
+    return torch.Generator().manual_seed(mixed)
+
+
+def seeded_randn(*shape: int, seed: int) -> torch.Tensor:
+    """``torch.randn(*shape)`` drawn from :func:`case_generator` ``(seed)``."""
+    return torch.randn(*shape, generator=case_generator(seed))
+
+
+def set_input_seed(seed: int) -> None:
+    """Set the grading seed that :func:`case_generator` mixes into every case's inputs."""
+    global _input_seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"the grading seed must be a non-negative int, got {seed!r}")
+    _input_seed = seed
+
+
+class input_seed(AbstractContextManager):  # noqa: N801 (used like a function)
+    """``with input_seed(S):`` — :func:`set_input_seed` for a block, restored afterwards."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self.saved = _input_seed
+        set_input_seed(self.seed)
+
+    def __exit__(self, *exc: object) -> None:
+        set_input_seed(self.saved)
 
 
 # --------------------------------------------------------------------------- computing

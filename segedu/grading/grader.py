@@ -33,7 +33,15 @@ from typing import Any
 
 import torch
 
-from .exercise import Case, Exercise, compare, compute, exercises_for, get_exercise
+from .exercise import (
+    Case,
+    Exercise,
+    compare,
+    compute,
+    exercises_for,
+    get_exercise,
+    input_seed,
+)
 from .notebook import chapter_of, exercise_ids, load_notebook
 
 __all__ = [
@@ -234,7 +242,8 @@ _reference_cache: dict[tuple[str, str, int], tuple[Exercise, Any]] = {}
 
 
 def _reference_value(exercise: Exercise, case: Case, seed: int) -> Any:
-    with torch.random.fork_rng(devices=[]):  # seeded like the child, without side effects
+    # Seeded like the child (global generator and case inputs), without side effects.
+    with torch.random.fork_rng(devices=[]), input_seed(seed):
         torch.manual_seed(seed)
         return compute(exercise, exercise.reference, case)
 

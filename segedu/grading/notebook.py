@@ -19,10 +19,16 @@ start with it (``ch01.bilinear_kernel``).
 
 :func:`make_exercise_notebook` turns a solution notebook into the student's version: each
 solution block becomes ``raise NotImplementedError("Exercise <id>: <hint>")`` at the
-block's indentation, outputs and execution counts of answer and check cells are cleared,
-solution-only cells are dropped and everything else is kept as it is. The result is
-deterministic, so :func:`assign` with ``check=True`` can tell whether ``exercises/`` is up
-to date byte for byte.
+block's indentation, answer cells lose their outputs and are tagged
+``nbval-ignore-output`` (a student may print while working), solution-only cells are dropped
+and everything else — check cells included — keeps the outputs and execution counts of the
+instructor's run. The stored check output is what a correct answer prints, so
+
+    pytest --nbval exercises/NN_name.ipynb
+
+passes exactly when the student's answers are right (nbval compares every cell's output with
+the stored one; a stub prints ✗ lines instead of ✓ ones). The result is deterministic, so
+:func:`assign` with ``check=True`` can tell whether ``exercises/`` is up to date byte for byte.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ __all__ = [
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
+#: nbval's cell tag for "run this cell but do not compare its output".
+NBVAL_IGNORE_OUTPUT = "nbval-ignore-output"
 
 
 @dataclass(frozen=True)
@@ -193,8 +201,8 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
 
     Args:
         nb: a solution notebook (nbformat v4).
-        keep_outputs: keep the outputs of answer and check cells (by default they are
-            cleared, with their execution counts).
+        keep_outputs: keep the outputs of answer cells too (by default they are cleared;
+            check cells always keep theirs, for nbval).
         name: used in error messages.
 
     Raises:
@@ -220,14 +228,14 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
                 f"{where}: solution markers in a cell without "
                 '"segedu": {"exercise": "<id>"} metadata'
             )
-        if cell.cell_type == "code":
-            cell.execution_count = None  # students run it themselves; no solution run's counts
-            if ex_id is not None or "check" in tags:
-                if not keep_outputs:
-                    cell.outputs = []
-            for output in cell.get("outputs", []):
-                if "execution_count" in output:
-                    output["execution_count"] = None
+        if cell.cell_type == "code" and ex_id is not None:
+            # The student's answer may print anything; nbval compares the check cells.
+            if not keep_outputs:
+                cell.outputs = []
+            if NBVAL_IGNORE_OUTPUT not in tags:
+                cell.metadata.setdefault("tags", []).append(NBVAL_IGNORE_OUTPUT)
+        # Other code cells keep the instructor run's outputs and execution counts: nbval
+        # treats a cell with outputs but no execution count as "unrun" and fails it.
         cells.append(cell)
     nb.cells = cells
     return nb

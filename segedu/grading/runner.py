@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 
-from .exercise import Exercise, compute, get_exercise
+from .exercise import Exercise, compute, get_exercise, set_input_seed
 from .notebook import graded_cells, load_notebook
 from .sandbox import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
 
@@ -162,7 +162,9 @@ def _limit_resources(memory_mb: int | None, file_mb: int = 256) -> None:
 
 def _seed(seed: int) -> None:
     """Seed every generator a student's code may draw from (before the cells, and again
-    before each case, so that a case's result does not depend on the ones before it)."""
+    before each case, so that a case's result does not depend on the ones before it), and
+    the grading seed that shifts every case's inputs (:func:`case_generator`)."""
+    set_input_seed(seed)
     torch.manual_seed(seed)
     random.seed(seed)
     numpy = sys.modules.get("numpy")
