@@ -67,7 +67,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     model.eval()
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with torch.no_grad(), quiet:
-        torch.onnx.export(OutputOnly(model), (example,), str(path), input_names=["image"],
+        torch.onnx.export(OutputOnly(model).eval(), (example,), str(path), input_names=["image"],
                           output_names=["out"], dynamo=True)
     return path
 
