@@ -1,6 +1,8 @@
 """Size arithmetic agrees with what PyTorch's layers actually do."""
 
 import itertools
+import math
+import random
 
 import pytest
 import torch
@@ -126,3 +128,297 @@ def test_atrous_taps_inside_counts_the_taps_that_see_the_map(size, rate):
         out = conv(torch.ones(1, 1, size, size))
     c = (size - 1) // 2
     assert out[0, 0, c, c].item() == atrous_taps_inside(size, rate) ** 2
+
+
+# --------------------------------------------------------------------------- receptive fields
+
+
+def _meta(build, *args, **kwargs):
+    """Full-size networks on the meta device: the walk reads modules, not weights."""
+    with torch.device("meta"):
+        return build(*args, **kwargs)
+
+
+def test_vgg16_field_at_pool5_is_212_pixels_with_stride_32():
+    import torchvision
+
+    from segedu.backbones import vgg16
+    from segedu.receptive import receptive_field
+
+    for model in (vgg16(width=0.125), _meta(torchvision.models.vgg16)):
+        rows = receptive_field(model, upto="pool5")
+        pools = [(r.label, r.size, r.jump) for r in rows if r.kind == "pool"]
+        assert pools == [("pool1", 6, 2), ("pool2", 16, 4), ("pool3", 44, 8),
+                         ("pool4", 100, 16), ("pool5", 212, 32)]
+    # torchvision's bare feature stack gives the same numbers (no labels there)
+    features = receptive_field(_meta(torchvision.models.vgg16).features)
+    assert (features[-1].size, features[-1].jump, features[-1].name) == (212, 32, "30")
+
+
+def test_resnet50_field_at_layer4_is_427_pixels_with_stride_32():
+    import torchvision
+
+    from segedu.backbones import resnet50
+    from segedu.receptive import receptive_field
+
+    expected = {"layer1": (35, 4), "layer2": (91, 8), "layer3": (267, 16), "layer4": (427, 32)}
+    for model in (resnet50(width=0.125), _meta(torchvision.models.resnet50)):
+        for stage, (size, jump) in expected.items():
+            last = receptive_field(model, upto=stage)[-1]
+            assert (last.size, last.jump) == (size, jump), stage
+            assert last.name.startswith(stage)
+    # the whole torchvision classifier walks to layer4 and stops before the global avgpool
+    assert receptive_field(_meta(torchvision.models.resnet50))[-1].size == 427
+    # ResNet-101: layer3's 23 blocks give 91 + 2*8 + 22*2*16 = 811, layer4 811 + 32 + 128 = 971;
+    # ResNet-18 (BasicBlock: two 3x3 convs, the first strided): stem 11, layer1 11 + 4*2*4 = 43,
+    # layer2 43 + 2*4 + 3*2*8 = 99, layer3 99 + 2*8 + 3*2*16 = 211, layer4 211 + 2*16 + 3*2*32 = 435
+    assert receptive_field(_meta(torchvision.models.resnet101))[-1].size == 971
+    assert receptive_field(_meta(torchvision.models.resnet18))[-1].size == 435
+
+
+def test_our_backbones_walk_exactly_like_torchvisions():
+    import torchvision
+
+    from segedu.backbones import resnet50, vgg16
+    from segedu.receptive import receptive_field
+
+    dilated = [False, True, True]
+    pairs = [(vgg16(width=0.125).features, _meta(torchvision.models.vgg16).features),
+             (resnet50(width=0.125), _meta(torchvision.models.resnet50)),
+             (resnet50(width=0.125, replace_stride_with_dilation=dilated),
+              _meta(torchvision.models.resnet50, replace_stride_with_dilation=dilated))]
+    for ours, theirs in pairs:
+        assert receptive_field(ours) == receptive_field(theirs)
+
+
+def test_dilated_resnet_keeps_the_field_and_stride_8_from_layer2_on():
+    from segedu.backbones import resnet50
+    from segedu.receptive import receptive_field
+
+    plain = resnet50(width=0.125)
+    dilated = resnet50(width=0.125, replace_stride_with_dilation=[False, True, True])
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        a, b = receptive_field(plain, upto=stage)[-1], receptive_field(dilated, upto=stage)[-1]
+        assert a.size == b.size  # dilation buys back exactly the field the stride gave
+        assert b.jump == min(a.jump, 8)
+    rates = [r.dilation for r in receptive_field(dilated) if r.kernel == 3]
+    # layer3: first block 1, then 2; layer4: first block 2, then 4 (as torchvision)
+    assert rates[-9:] == [1, 2, 2, 2, 2, 2, 2, 4, 4]
+
+
+def test_fcn_score_fr_sees_404_pixels_and_fcn_resnet50_head_443():
+    from segedu.fcn import fcn8s, fcn_resnet50
+    from segedu.receptive import receptive_field
+
+    last = receptive_field(fcn8s(num_classes=3, width=0.125))[-1]
+    assert (last.name, last.size, last.jump) == ("score_fr", 212 + 6 * 32, 32)  # fc6: 7x7 at j=32
+    last = receptive_field(fcn_resnet50(num_classes=3, width=0.125))[-1]
+    assert (last.size, last.jump) == (427 + 2 * 8, 8)  # FCNHead's 3x3 at stride 8
+
+
+def _linear_positive(model):
+    """The same geometry with nothing that can cancel or block a gradient: ReLU -> identity,
+    max-pool -> average pool, every weight 1/fan-in (float64), BatchNorm an identity."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, nn.Identity())
+        elif isinstance(child, nn.MaxPool2d):
+            setattr(model, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                              count_include_pad=False))
+        else:
+            _linear_positive(child)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model.double().eval()
+
+
+def _clipped(row, index, size):
+    first, last = row.field(index)
+    return max(0, int(math.ceil(first))), min(size - 1, int(math.floor(last)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_gradient_support_equals_the_field_of_a_random_linear_stack(seed):
+    from segedu.receptive import effective_receptive_field, receptive_field
+
+    rng = random.Random(seed)
+    layers = []
+    for _ in range(rng.randint(2, 5)):
+        k, s, d = rng.choice([1, 2, 3, 5]), rng.choice([1, 1, 2]), rng.choice([1, 1, 2, 3])
+        if rng.random() < 0.3:
+            layers.append(nn.AvgPool2d(rng.choice([2, 3]), stride=rng.choice([1, 2])))
+        else:
+            layers.append(nn.Conv2d(1, 1, k, s, padding=rng.randint(0, d * (k - 1) // 2 + 1),
+                                    dilation=d))
+    stack = _linear_positive(nn.Sequential(*layers))
+    row = receptive_field(stack)[-1]
+    n = 3 * int(row.size) + 4 * int(row.jump) + 8
+    erf = effective_receptive_field(stack, n)  # the centre unit: its field is inside the image
+    first, last = row.field(erf.unit[0])
+    assert 0 <= first and last < n
+    assert erf.support() == (first, last, *row.field(erf.unit[1])), layers
+    try:  # a corner unit: its field is clipped, and dilation may leave holes at the border
+        top, bottom, left, right = effective_receptive_field(stack, n, unit=(0, 0)).support()
+    except ValueError:  # it sees only padding
+        return
+    assert _clipped(row, 0, n)[0] <= top and bottom == _clipped(row, 0, n)[1]
+
+
+def test_transposed_conv_field_is_the_envelope_of_what_output_units_see():
+    from segedu.receptive import effective_receptive_field, receptive_field
+
+    stack = _linear_positive(nn.Sequential(
+        nn.Conv2d(1, 1, 3, padding=1), nn.ConvTranspose2d(1, 1, 4, 2, 1),
+        nn.Conv2d(1, 1, 3, padding=1), nn.ConvTranspose2d(1, 1, 3, 2, 1)))
+    last = receptive_field(stack)[-1]
+    assert (last.jump, last.size) == (0.25, 3 + 1.5 + 2 * 0.5 + 1 * 0.5)
+    tight_left = tight_right = False
+    for col in range(30, 38):  # every phase of the two upsamplers
+        _, _, left, right = effective_receptive_field(stack, 21, unit=(40, col)).support()
+        first, end = last.field(col)
+        assert math.ceil(first) <= left and right <= math.floor(end)
+        tight_left |= left == math.ceil(first)
+        tight_right |= right == math.floor(end)
+    assert tight_left and tight_right  # and the envelope is reached
+
+
+@pytest.mark.parametrize("build, layer, n", [("vgg16", "pool5", 256), ("resnet50", "layer4", 480)])
+def test_gradient_support_equals_the_theoretical_field_of_linearised_backbones(build, layer, n):
+    from segedu import backbones
+    from segedu.receptive import effective_receptive_field, receptive_field
+
+    model = _linear_positive(getattr(backbones, build)(width=1 / 16, include_top=False))
+    row = receptive_field(model, upto=layer)[-1]
+    erf = effective_receptive_field(model, n, layer)
+    top, bottom, left, right = erf.support()
+    assert (top, bottom) == _clipped(row, erf.unit[0], n)
+    assert (left, right) == _clipped(row, erf.unit[1], n)
+    assert bottom - top + 1 == row.size  # the field lies inside the image: all of it is seen
+
+
+def test_effective_field_of_a_random_relu_network_is_inside_and_much_smaller():
+    from segedu.backbones import resnet50
+    from segedu.receptive import effective_receptive_field, receptive_field
+
+    model = resnet50(width=0.125, include_top=False)
+    row = receptive_field(model, upto="layer3")[-1]  # 267 px
+    erf = effective_receptive_field(model, 320, "layer3", samples=2)
+    top, bottom, left, right = erf.support()
+    first, last = _clipped(row, erf.unit[0], 320)
+    assert first <= top and bottom <= last
+    assert erf.mass_extent(0.9) < row.size / 2  # Luo et al.: concentrated near the centre
+
+
+def test_receptive_field_errors_name_the_problem():
+    from segedu.receptive import effective_receptive_field, receptive_field
+
+    with pytest.raises(ValueError, match="Upsample"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2)))
+    with pytest.raises(ValueError, match="whole input"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(1)))
+    with pytest.raises(ValueError, match="non-square"):
+        receptive_field([nn.Conv2d(1, 1, (1, 7))])
+    with pytest.raises(ValueError, match="no layer or block named 'layer5'"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), upto="layer5")
+    with pytest.raises(ValueError, match="no layer"):
+        effective_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), 9, "nope")
+
+
+def test_register_main_path_lets_a_chapter_describe_its_block():
+    from segedu.receptive import _REGISTERED_PATHS, receptive_field, register_main_path
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Conv2d(1, 1, 3, padding=2, dilation=2)
+            self.skip = nn.Identity()
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), Residual())
+    with pytest.raises(ValueError, match="Residual"):
+        receptive_field(model)
+    register_main_path(Residual, ["body"])
+    try:
+        assert [r.size for r in receptive_field(model)] == [3, 3 + 4 * 2]
+    finally:
+        del _REGISTERED_PATHS[Residual]
+
+
+# --------------------------------------------------------------------------- dilation, ASPP, PPM
+
+
+@pytest.mark.parametrize("rates", [(2, 2, 2), (1, 2, 5), (1, 2, 3), (3, 1), (4,)])
+def test_dilated_sampling_counts_the_paths_a_real_stack_takes(rates):
+    from segedu.receptive import dilated_sampling
+
+    layers = [nn.Conv2d(1, 1, 3, padding=r, dilation=r, bias=False) for r in rates]
+    for layer in layers:
+        nn.init.ones_(layer.weight)
+    x = torch.zeros(1, 1, 41, 41, dtype=torch.float64, requires_grad=True)
+    nn.Sequential(*layers).double()(x)[0, 0, 20, 20].backward()
+    pattern = dilated_sampling(rates)
+    r = pattern.shape[0] // 2
+    assert pattern.shape[0] == 1 + 2 * sum(rates)
+    assert torch.equal(x.grad[0, 0, 20 - r:21 + r, 20 - r:21 + r].long(), pattern)
+    assert x.grad.sum() == pattern.sum()  # nothing outside the field
+
+
+def test_rates_2_2_2_grid_while_hybrid_rates_1_2_5_cover_everything():
+    from segedu.receptive import dilated_coverage
+
+    gridded = dilated_coverage([2, 2, 2])
+    assert (gridded.size, gridded.reached, gridded.total) == (13, 49, 169)
+    assert gridded.holes and gridded.largest_gap == 2
+    hybrid = dilated_coverage([1, 2, 5])
+    assert (hybrid.size, hybrid.fraction, hybrid.holes, hybrid.largest_gap) == (17, 1.0, False, 1)
+    assert dilated_coverage([1, 2, 9]).holes  # Wang et al.: too big a jump after 1, 2
+    assert dilated_coverage([5, 2, 1]) == hybrid  # the order of the layers does not matter
+
+
+def test_aspp_feature_sizes_follow_deeplab_for_513_crops():
+    from segedu.receptive import aspp_taps, resnet_feature_size
+
+    assert [resnet_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
+    from segedu.backbones import resnet50
+
+    for stride, dilate in ((8, [False, True, True]), (16, [False, False, True])):
+        model = resnet50(width=1 / 16, include_top=False, replace_stride_with_dilation=dilate)
+        with torch.no_grad():
+            measured = model.forward_features(torch.zeros(1, 3, 97, 97))["layer4"].shape[-1]
+        assert resnet_feature_size(97, stride) == measured
+    branches = aspp_taps(513, 16, rates=(6, 12, 18, 24))
+    assert [b.taps_at_centre_2d for b in branches] == [9, 9, 1, 1]
+    assert [b.degenerate for b in branches] == [False, False, True, True]
+    assert [b.span for b in branches] == [13, 25, 37, 49]
+    with pytest.raises(ValueError, match="output_stride"):
+        resnet_feature_size(513, 12)
+
+
+@pytest.mark.parametrize("size, rate", [(33, 6), (33, 18), (65, 24), (17, 36)])
+def test_aspp_valid_fraction_is_the_measured_share_of_weights_on_the_map(size, rate):
+    from segedu.receptive import aspp_taps, resnet_feature_size
+
+    input_size = next(n for n in range(16, 2000) if resnet_feature_size(n, 16) == size)
+    (branch,) = aspp_taps(input_size, 16, rates=[rate])
+    conv = nn.Conv2d(1, 1, 3, padding=rate, dilation=rate, bias=False).double()
+    nn.init.ones_(conv.weight)
+    with torch.no_grad():  # ones on the map, zeros in the padding: each output counts its taps
+        taps = conv(torch.ones(1, 1, size, size, dtype=torch.float64))
+    assert branch.map_size == size
+    assert branch.valid_fraction == pytest.approx(taps.mean().item() / 9)
+
+
+@pytest.mark.parametrize("h, w, bins",
+                         [(60, 60, 6), (61, 47, 6), (7, 5, 3), (4, 9, 6), (13, 13, 2)])
+def test_ppm_cells_reproduce_adaptive_avg_pool_in_2d(h, w, bins):
+    from segedu.receptive import ppm_cells
+
+    x = torch.randn(1, 1, h, w, dtype=torch.float64)
+    pooled = nn.AdaptiveAvgPool2d(bins)(x).flatten()
+    cells = ppm_cells(h, w, bins)
+    assert len(cells) == bins * bins
+    by_hand = torch.stack([x[0, 0, t:b, l:r].mean() for t, b, l, r in cells])
+    torch.testing.assert_close(by_hand, pooled)
