@@ -20,3 +20,15 @@ def _seeded():
     """Every test starts from the same RNG state, so failures reproduce."""
     torch.manual_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest tests first (browser, lesson notebooks, then other slow ones): with two xdist
+    workers the short tests then fill the gaps, instead of one worker finishing a notebook
+    alone at the end. The sort is stable and the same in every worker, as xdist requires."""
+    def rank(item) -> int:
+        if item.get_closest_marker("browser") or "test_notebooks.py" in item.nodeid:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
