@@ -16,7 +16,7 @@ import time
 import torch
 import torchvision
 
-from segedu import backbones, fcn
+from segedu import backbones, deeplab, fcn
 
 
 def pairs():
@@ -25,6 +25,13 @@ def pairs():
     yield "resnet50", backbones.resnet50(), torchvision.models.resnet50()
     yield ("fcn_resnet50", fcn.fcn_resnet50(21),
            seg.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False))
+    yield ("deeplabv3_resnet50", deeplab.deeplabv3_resnet50(21),
+           seg.deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False))
+    yield ("deeplabv3_mobilenet_v3_large", deeplab.deeplabv3_mobilenet_v3_large(21),
+           seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                             aux_loss=False))
+    yield ("mobilenet_v3_large", backbones.mobilenet_v3_large(),
+           torchvision.models.mobilenet_v3_large())
 
 
 def main() -> None:

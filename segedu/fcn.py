@@ -351,7 +351,12 @@ def fcn_resnet50(
     return model
 
 
-_SEGMENTATION_WEIGHTS = {"fcn_resnet50": "FCN_ResNet50_Weights"}
+#: Our model name -> torchvision's weights enum for it (chapter 1's FCN, chapter 5's DeepLabs).
+_SEGMENTATION_WEIGHTS = {
+    "fcn_resnet50": "FCN_ResNet50_Weights",
+    "deeplabv3_resnet50": "DeepLabV3_ResNet50_Weights",
+    "deeplabv3_mobilenet_v3_large": "DeepLabV3_MobileNet_V3_Large_Weights",
+}
 
 
 def load_torchvision_weights(model: nn.Module, name: str, progress: bool = True) -> nn.Module:

@@ -1,8 +1,8 @@
 """The model zoo: every network of the course by name.
 
     >>> import segedu
-    >>> segedu.list_models()
-    ['fcn16s', 'fcn32s', 'fcn8s', 'fcn_resnet50', 'segnet', 'unet']
+    >>> [name for name in segedu.list_models() if name.startswith("fcn")]
+    ['fcn16s', 'fcn32s', 'fcn8s', 'fcn_resnet50']
     >>> model = segedu.build_model("fcn8s", num_classes=5, width=0.125, batch_norm=True)
 
 Each chapter registers its factories here; a factory takes ``num_classes`` and keyword
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import fcn, segnet, unet
+from . import deeplab, fcn, pspnet, refinenet, segnet, unet
 
 __all__ = ["register_model", "build_model", "list_models", "get_factory"]
 
@@ -75,3 +75,18 @@ register_model("segnet", segnet.segnet)
 
 # Chapter 3
 register_model("unet", unet.unet)
+
+# Chapter 4
+register_model("pspnet", pspnet.pspnet)
+
+# Chapter 5
+register_model("deeplabv1", deeplab.deeplabv1)
+register_model("deeplabv2", deeplab.deeplabv2)
+register_model("deeplabv3", deeplab.deeplabv3)
+register_model("deeplabv3plus", deeplab.deeplabv3plus)
+register_model("deeplabv3_resnet50", deeplab.deeplabv3_resnet50)
+register_model("deeplabv3_mobilenet_v3_large", deeplab.deeplabv3_mobilenet_v3_large)
+
+# Chapter 6
+register_model("refinenet", refinenet.refinenet)
+register_model("lw_refinenet", refinenet.lw_refinenet)

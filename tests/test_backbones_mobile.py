@@ -7,11 +7,8 @@ import math
 import pytest
 import torch
 import torchvision
-from torchvision.models.segmentation.deeplabv3 import DeepLabHead as TorchvisionDeepLabHead
 
 from segedu import backbones as B
-from segedu.fcn import FCNHead
-from segedu.layers import SegmentationModel
 
 
 def _n_params(model):
@@ -76,25 +73,6 @@ def test_mobilenet_features_are_the_backbone_of_torchvisions_deeplabv3_mobilenet
     torch.testing.assert_close(ours["C2"], theirs["aux"], rtol=0, atol=0)
     assert features.feature_channels["C5"] == 960 and features.feature_strides["C5"] == 16
     assert features.feature_channels["C2"] == 40 and features.feature_strides["C2"] == 8
-
-
-def test_mobilenet_features_in_a_segmentation_model_reproduce_torchvisions_deeplabv3():
-    # The wiring chapter 5 uses: our features + DeepLabHead on C5 + FCNHead on C2.
-    tv = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
-        weights=None, weights_backbone=None, aux_loss=True).eval()
-    features = B.mobilenet_v3_large(dilated=True, include_top=False).features
-    ch = features.feature_channels
-    ours = SegmentationModel(features, TorchvisionDeepLabHead(ch["C5"], 21),
-                             FCNHead(ch["C2"], 21), num_classes=21,
-                             out_layer="C5", aux_layer="C2")
-    assert list(ours.state_dict()) == list(tv.state_dict())
-    ours.load_state_dict(tv.state_dict(), strict=True)
-    ours.eval()
-    x = torch.randn(1, 3, 65, 49)
-    with torch.no_grad():
-        theirs, mine = tv(x), ours(x)
-    for key in ("out", "aux"):
-        torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0)
 
 
 def test_mobilenet_feature_maps_have_their_strides_and_channels_for_odd_sizes():

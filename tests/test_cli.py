@@ -20,7 +20,9 @@ def test_demo_help_explains_what_it_does(capsys):
 def test_models_lists_the_zoo(capsys):
     assert main(["models"]) == 0
     assert capsys.readouterr().out.split() == [
-        "fcn16s", "fcn32s", "fcn8s", "fcn_resnet50", "segnet", "unet"]
+        "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3_mobilenet_v3_large",
+        "deeplabv3_resnet50", "deeplabv3plus", "fcn16s", "fcn32s", "fcn8s", "fcn_resnet50",
+        "lw_refinenet", "pspnet", "refinenet", "segnet", "unet"]
 
 
 @pytest.mark.slow

@@ -44,7 +44,9 @@ def _perturbed(name: str) -> torch.nn.Module:
 
 
 def test_the_zoo_has_every_written_chapter():
-    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "unet"} <= set(NAMES)
+    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "unet", "pspnet",
+            "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus", "deeplabv3_resnet50",
+            "deeplabv3_mobilenet_v3_large", "refinenet", "lw_refinenet"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
