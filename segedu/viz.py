@@ -3,11 +3,13 @@
 Everything here returns a NumPy array or a :class:`matplotlib.figure.Figure` and never calls
 ``plt.show()``. Figures are built with ``Figure()`` rather than ``plt.figure()``, so they do
 not pile up in pyplot's global state and work on a headless machine (Agg backend); in a
-notebook, a returned figure displays itself.
+notebook, a returned figure displays itself (importing this module inside IPython loads
+pyplot's backend once, which installs the inline backend's PNG display for figures).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,6 +23,19 @@ from .validation import check_image_batch, check_logits_and_target, check_mask
 __all__ = ["VOC_PALETTE", "palette", "colorize", "denormalize", "overlay", "show_predictions"]
 
 ArrayOrTensor = np.ndarray | torch.Tensor
+
+
+def _display_figures_in_ipython() -> None:
+    """A bare ``Figure`` shows as text in a notebook until pyplot has loaded the kernel's
+    inline backend, which installs the formatter that displays figures as PNG."""
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None:
+        import matplotlib.pyplot as plt
+
+        plt.switch_backend(plt.get_backend())  # pyplot loads its backend lazily: load it now
+
+
+_display_figures_in_ipython()
 
 
 def _voc_palette(n: int = 256) -> np.ndarray:

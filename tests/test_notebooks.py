@@ -14,7 +14,8 @@ LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 def test_there_is_a_lesson_notebook_per_written_chapter():
     names = {p.name for p in LESSONS}
-    assert {"00_introduction.ipynb", "01_fcn.ipynb", "02_segnet.ipynb", "03_unet.ipynb"} <= names
+    assert {"00_introduction.ipynb", "01_fcn.ipynb", "02_segnet.ipynb", "03_unet.ipynb",
+            "04_pspnet.ipynb", "05_deeplab.ipynb", "06_refinenet.ipynb"} <= names
 
 
 @pytest.mark.slow
