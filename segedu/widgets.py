@@ -116,7 +116,12 @@ def _parse_ints(text: str, what: str, low: int = 1) -> list[int]:
 
 
 class _Explorer(widgets.VBox):
-    """A title, controls, a summary line and a figure rendered into an ``Image`` widget."""
+    """A title, controls, a summary line and a figure rendered into an ``Image`` widget.
+
+    Each explorer below subclasses it with two methods: ``_compute()`` returns
+    ``(result, summary_html)`` from the controls' values (the pure functions of
+    :mod:`segedu.receptive`), and ``_draw(result)`` draws it on ``self.figure``.
+    """
 
     #: PNG keeps lines and text sharp; an explorer that shows a photo uses JPEG (a quarter of
     #: the bytes, which matters because a saved notebook stores the last picture).
@@ -190,12 +195,6 @@ class _Explorer(widgets.VBox):
             self.last_error = err
             self.summary.value = (f"<span style='color:#b00'>⚠ {html.escape(type(err).__name__)}:"
                                   f" {html.escape(str(err))}</span>")
-
-    def _compute(self):  # -> (result, summary html)
-        raise NotImplementedError
-
-    def _draw(self, result) -> None:
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------------------------

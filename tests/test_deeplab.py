@@ -165,18 +165,22 @@ def test_image_pooling_trains_with_batch_size_one_on_running_statistics():
 # -------------------------------------------------------------------- torchvision parity
 
 
+# name: (parameters without aux, with aux), as torchvision counts them
+TORCHVISION_DEEPLABS = {
+    "deeplabv3_resnet50": (39_638_869, 42_004_074),
+    "deeplabv3_mobilenet_v3_large": (11_025_477, 11_029_328),
+}
+
+
 @pytest.mark.parametrize("aux", [False, True])
-def test_deeplabv3_resnet50_has_torchvisions_parameter_count(aux):
+@pytest.mark.parametrize("name", sorted(TORCHVISION_DEEPLABS))
+def test_torchvisions_deeplabv3_models_are_ours_parameter_for_parameter(name, aux):
     with torch.device("meta"):
-        model = deeplab.deeplabv3_resnet50(21, aux=aux)
-    assert count_parameters(model) == (42_004_074 if aux else 39_638_869)
-
-
-@pytest.mark.parametrize("aux", [False, True])
-def test_deeplabv3_resnet50_loads_torchvision_weights_strictly_and_gives_equal_outputs(aux):
-    theirs = torchvision.models.segmentation.deeplabv3_resnet50(
+        counted = count_parameters(getattr(deeplab, name)(21, aux=aux))
+    assert counted == TORCHVISION_DEEPLABS[name][aux]
+    theirs = getattr(torchvision.models.segmentation, name)(
         weights=None, weights_backbone=None, aux_loss=aux, num_classes=21).eval()
-    ours = deeplab.deeplabv3_resnet50(21, aux=aux).eval()
+    ours = getattr(deeplab, name)(21, aux=aux).eval()
     assert list(ours.state_dict()) == list(theirs.state_dict())
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, 3, 67, 45)
@@ -196,24 +200,6 @@ def test_deeplabv3_resnet50_pretrained_loads_through_chapter_1s_loader(monkeypat
                         lambda self, progress=True, check_hash=False: trained)
     model = deeplab.deeplabv3_resnet50(21, pretrained=True)
     torch.testing.assert_close(model.classifier[4].weight, trained["classifier.4.weight"])
-
-
-@pytest.mark.parametrize("aux", [False, True])
-def test_deeplabv3_mobilenet_v3_large_is_torchvisions_network(aux):
-    with torch.device("meta"):
-        counted = count_parameters(deeplab.deeplabv3_mobilenet_v3_large(21, aux=aux))
-    assert counted == (11_029_328 if aux else 11_025_477)
-    theirs = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
-        weights=None, weights_backbone=None, aux_loss=aux, num_classes=21).eval()
-    ours = deeplab.deeplabv3_mobilenet_v3_large(21, aux=aux).eval()
-    assert list(ours.state_dict()) == list(theirs.state_dict())
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(1, 3, 67, 45)
-    with torch.no_grad():
-        a, b = ours(x), theirs(x)
-    assert set(a) == set(b)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
 def test_deeplabv3plus_on_xception65_reads_its_stride_4_map_and_has_no_imagenet_weights():
