@@ -49,7 +49,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     names = args.models or segedu.list_models()
-    print(f"torch {torch.__version__}, {segedu.utils.describe_device(device)}, width "
+    print(f"torch {torch.__version__}, {segedu.core.utils.describe_device(device)}, width "
           f"{args.width}, input 1x3x{args.size}x{args.size}, median of {args.repeats}")
     header = (f"{'model':30} {'eager ms':>9} {'compile s':>9} {'compiled ms':>11} {'ratio':>6} "
               f"{'export s':>8} {'onnxrt ms':>9} {'ratio':>6} {'rel. diff':>10}")

@@ -25,8 +25,8 @@ import time
 import torch
 
 import segedu
+from segedu.core.metrics import ConfusionMatrix, boundary_f1
 from segedu.data import make_loaders
-from segedu.metrics import ConfusionMatrix, boundary_f1
 from segedu.train import fit, predict
 
 

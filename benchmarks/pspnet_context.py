@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import segedu
+from segedu.core.metrics import ConfusionMatrix
 from segedu.data import ContextShapes, eval_transforms
-from segedu.metrics import ConfusionMatrix
 from segedu.pspnet import pspnet
 from segedu.train import fit, predict
 

@@ -11,9 +11,9 @@ The package holds every model, block, metric and tool of the course; the noteboo
     segedu.check("ch01.bilinear_kernel", my_fn)       # feedback on an exercise
 """
 
+from .core.profiles import get_profile
+from .core.utils import count_parameters, get_device, set_seed
 from .grading import check
-from .profiles import get_profile
-from .utils import count_parameters, get_device, set_seed
 from .zoo import build_model, list_models
 
 __version__ = "0.1.0"

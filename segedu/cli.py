@@ -38,12 +38,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
+    from .core.metrics import format_report
+    from .core.profiles import get_profile
+    from .core.utils import count_parameters, set_seed
     from .data import make_loaders
-    from .metrics import format_report
-    from .profiles import get_profile
+    from .tools.viz import show_predictions
     from .train import evaluate, fit, predict
-    from .utils import count_parameters, set_seed
-    from .viz import show_predictions
     from .zoo import build_model
 
     profile = get_profile("cpu", device=args.device)
@@ -90,7 +90,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .utils import count_parameters
+    from .core.utils import count_parameters
     from .zoo import build_model, list_models
 
     for name in list_models():

@@ -25,7 +25,7 @@ Read this next to the four papers. The module builds, in order:
 6. **The fully connected CRF** of v1/v2 (Sec. 4 / Sec. 3.3) as post-processing, computed densely
    for small images (:func:`dense_crf`).
 
-Every network is a :class:`DeepLab` (a :class:`segedu.layers.SegmentationModel`: keys
+Every network is a :class:`DeepLab` (a :class:`segedu.core.model.SegmentationModel`: keys
 ``backbone.*``, ``classifier.*``, ``aux_classifier.*`` like torchvision), built by the
 factories at the end. :func:`deeplabv3_resnet50` is torchvision's ``deeplabv3_resnet50``
 (strict state_dict load, equal outputs); :func:`deeplabv3_from_backbone` builds v3 or v3+ on
@@ -53,18 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import (
-    VGG16,
-    load_imagenet_weights,
-    mobilenet_v3_large,
-    resnet50,
-    resnet101,
-    scaled,
-    xception65,
-)
-from .fcn import FCNHead, load_torchvision_weights
-from .layers import SegmentationModel, resize_to
-from .validation import check_image_batch
+from .backbones import VGG16, mobilenet_v3_large, resnet_by_name, xception65
+from .core.model import SegmentationModel, resize_to, scaled
+from .core.weights import load_imagenet_weights, load_torchvision_weights
+from .fcn import FCNHead
 
 __all__ = [
     "dilate_kernel",
@@ -99,7 +91,7 @@ def dilate_kernel(weight: torch.Tensor, rate: int) -> torch.Tensor:
     """The dense kernel that a convolution at ``dilation=rate`` actually applies.
 
     ``weight`` is a conv weight (out, in, k, k); the result is (out, in, K, K) with
-    ``K = rate * (k - 1) + 1`` (:func:`segedu.receptive.effective_kernel_size`): the k*k taps
+    ``K = rate * (k - 1) + 1`` (:func:`segedu.core.sizes.effective_kernel_size`): the k*k taps
     sit ``rate`` apart and everything between them is zero ("holes", *trous*). Hence
     ``F.conv2d(x, w, dilation=r, padding=p) == F.conv2d(x, dilate_kernel(w, r), padding=p)``.
     """
@@ -227,23 +219,30 @@ def image_pooling(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch
     return resize_to(F.relu(y), x.shape[-2:])     # (N, out, H, W)
 
 
-class ASPPPooling(nn.Sequential):
-    """The image-pooling branch as a module (torchvision's layout: pool, conv, BN, ReLU).
+class ASPPPooling(nn.Module):
+    """The image-pooling branch as a module: it holds the weights :func:`image_pooling` uses.
 
-    ``forward`` is :func:`image_pooling` with this branch's conv and BN (the pool and the ReLU
-    hold no parameters; they are kept so that the module prints and indexes as torchvision's).
+    torchvision's branch is ``Sequential(pool, conv, BN, ReLU)``, so its weights are keyed
+    ``1.*`` (the conv) and ``2.*`` (the BN). The pool and the ReLU hold no weights, so this module
+    registers only the conv and the BN, under those same keys: the state_dicts match key for
+    key, and the printed module shows exactly what ``forward`` runs.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
-        )
+        super().__init__()
+        self.add_module("1", nn.Conv2d(in_channels, out_channels, 1, bias=False))
+        self.add_module("2", nn.BatchNorm2d(out_channels))
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self._modules["1"]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self._modules["2"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return image_pooling(x, self[1], self[2])
+        return image_pooling(x, self.conv, self.bn)       # (N, out, H, W)
 
 
 class ASPP(nn.Module):
@@ -399,7 +398,7 @@ class DeepLabV3PlusHead(nn.Module):
 class DeepLab(SegmentationModel):
     """A DeepLab: backbone + head (+ aux head), upsampled to the input (torchvision's layout).
 
-    Adds to :class:`segedu.layers.SegmentationModel`: ``output_stride`` (for reporting),
+    Adds to :class:`segedu.core.model.SegmentationModel`: ``output_stride`` (for reporting),
     ``low_level_layer`` (v3+: the head is called as ``head(features[out], features[low])``),
     and a minimum input size of ``2 * output_stride`` pixels, which gives a deepest map of at
     least 2x2 cells. (At ``output_stride`` pixels or fewer it is a single cell: BatchNorm
@@ -415,19 +414,13 @@ class DeepLab(SegmentationModel):
                          out_layer=out_layer, aux_layer=aux_layer, in_channels=in_channels)
         self.output_stride = output_stride
         self.low_level_layer = low_level_layer
-        self.min_size = 2 * output_stride
+        self.min_input_size = 2 * output_stride
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_channels, min_size=self.min_size)
+    def classifier_inputs(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The deepest map, and for v3+ the stride-4 ``low_level_layer`` map for the decoder."""
         if self.low_level_layer is None:
-            return super().forward(x)
-        size = x.shape[-2:]
-        features = self.backbone.forward_features(x)
-        out = self.classifier(features[self.out_layer], features[self.low_level_layer])
-        result: dict[str, torch.Tensor] = OrderedDict(out=resize_to(out, size))
-        if self.aux_classifier is not None:
-            result["aux"] = resize_to(self.aux_classifier(features[self.aux_layer]), size)
-        return result
+            return (features[self.out_layer],)
+        return features[self.out_layer], features[self.low_level_layer]
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,17 +447,12 @@ def deeplabv1(num_classes: int = 21, *, width: float = 1.0, batch_norm: bool = F
     return model
 
 
-_RESNETS = {"resnet50": resnet50, "resnet101": resnet101}
-
-
 def _dilated_resnet(name: str, output_stride: int, multi_grid: Sequence[int] | None,
                     width: float, pretrained: bool) -> nn.Module:
     """A ResNet at output stride 8 or 16, optionally with multi-grid rates in layer4."""
-    if name not in _RESNETS:
-        raise ValueError(f"backbone must be one of {sorted(_RESNETS)}, got {name!r}.")
     aspp_rates(output_stride)  # ValueError for anything but 8 and 16
     dilate = [False, True, True] if output_stride == 8 else [False, False, True]
-    backbone = _RESNETS[name](replace_stride_with_dilation=dilate, include_top=False,
+    backbone = resnet_by_name(name, replace_stride_with_dilation=dilate, include_top=False,
                               width=width)
     if pretrained:  # before multi-grid: dilation changes no weight
         load_imagenet_weights(backbone, name)

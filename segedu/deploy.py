@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .validation import check_image_batch
+from .core.validation import check_image_batch
 
 __all__ = ["OutputOnly", "export_onnx", "run_onnx"]
 

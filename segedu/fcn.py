@@ -39,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import VGG16, download_state_dict, load_imagenet_weights, resnet50, scaled
-from .layers import SegmentationModel
-from .validation import check_image_batch
+from .backbones import VGG16, resnet50
+from .core.model import SegmentationModel, scaled
+from .core.validation import check_image_batch, check_num_classes
+from .core.weights import download_state_dict, load_imagenet_weights, load_torchvision_weights
 
 __all__ = [
     "linear_to_conv",
@@ -56,7 +57,6 @@ __all__ = [
     "load_imagenet_backbone",
     "FCNHead",
     "fcn_resnet50",
-    "load_torchvision_weights",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -197,11 +197,9 @@ class FCN(nn.Module):
         super().__init__()
         if variant not in _VARIANTS:
             raise ValueError(f"variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
-        self.num_classes, self.variant, self.in_channels = num_classes, variant, in_channels
-        self.width = width
-        self.skip_names, factor = _VARIANTS[variant]
+        self.num_classes = check_num_classes(num_classes)
+        self.variant, self.in_channels, self.width = variant, in_channels, width
+        factor = _VARIANTS[variant][1]
 
         self.backbone = VGG16(batch_norm=batch_norm, width=width, include_top=False,
                               in_channels=in_channels)
@@ -216,25 +214,51 @@ class FCN(nn.Module):
         self.score_fr = nn.Conv2d(fc, num_classes, kernel_size=1)
 
         # Skip scorers (1x1 convs on pool4 / pool3) and the 2x upsamplers that fuse them.
-        if "pool4" in self.skip_names:
+        if variant in ("16s", "8s"):
             self.score_pool4 = nn.Conv2d(self.backbone.feature_channels["pool4"], num_classes, 1)
             self.upscore2 = _bilinear_upsampler(num_classes, 2, learn_upsampling)
-        if "pool3" in self.skip_names:
+        if variant == "8s":
             self.score_pool3 = nn.Conv2d(self.backbone.feature_channels["pool3"], num_classes, 1)
             self.upscore_pool4 = _bilinear_upsampler(num_classes, 2, learn_upsampling)
-        self.upsampler_names = ["upscore2", "upscore_pool4"][: len(self.skip_names)]
-        # Final upsampling to the input resolution; names as in the reference prototxts.
-        final_name = {"32s": "upscore", "16s": "upscore16", "8s": "upscore8"}[variant]
-        self.final_name = final_name
-        setattr(self, final_name, _bilinear_upsampler(num_classes, factor, learn_upsampling))
+        # Final upsampling to the input resolution, named as in the reference prototxts.
+        final = _bilinear_upsampler(num_classes, factor, learn_upsampling)
+        if variant == "32s":
+            self.upscore = final      # 32x
+        elif variant == "16s":
+            self.upscore16 = final    # 16x
+        else:
+            self.upscore8 = final     # 8x
 
         # The reference zero-initialises the class scorers (Sec. 4.1/4.2): a new skip starts
         # by changing nothing, and random init "yields neither better performance nor faster
         # convergence".
-        for name in ("score_fr", "score_pool4", "score_pool3"):
-            if hasattr(self, name):
-                nn.init.zeros_(getattr(self, name).weight)
-                nn.init.zeros_(getattr(self, name).bias)
+        for scorer in (self.score_fr, *self.skip_scorers()):
+            nn.init.zeros_(scorer.weight)
+            nn.init.zeros_(scorer.bias)
+
+    def skip_scorers(self) -> list[nn.Conv2d]:
+        """``score_pool4`` (FCN-16s, FCN-8s) and ``score_pool3`` (FCN-8s), coarse to fine."""
+        if self.variant == "32s":
+            return []
+        if self.variant == "16s":
+            return [self.score_pool4]
+        return [self.score_pool4, self.score_pool3]
+
+    def skip_upsamplers(self) -> list[nn.ConvTranspose2d]:
+        """The 2x upsampler before each skip: ``upscore2``, then ``upscore_pool4``."""
+        if self.variant == "32s":
+            return []
+        if self.variant == "16s":
+            return [self.upscore2]
+        return [self.upscore2, self.upscore_pool4]
+
+    def final_upsampler(self) -> nn.ConvTranspose2d:
+        """``upscore`` (32x, FCN-32s), ``upscore16`` (16x) or ``upscore8`` (8x)."""
+        if self.variant == "32s":
+            return self.upscore
+        if self.variant == "16s":
+            return self.upscore16
+        return self.upscore8
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_image_batch(x, self.in_channels)
@@ -244,10 +268,10 @@ class FCN(nn.Module):
         y = self.drop6(self.relu6(self.fc6(features["pool5"])))  # (N, 4096, H'/32, W'/32)
         y = self.drop7(self.relu7(self.fc7(y)))
         score = self.score_fr(y)                         # (N, C, H'/32, W'/32)
-        skips = [getattr(self, f"score_{name}")(features[name]) for name in self.skip_names]
-        upsamplers = [getattr(self, name) for name in self.upsampler_names]
-        out = fuse_skips(score, skips, upsamplers, getattr(self, self.final_name))  # (N, C, H', W')
-        return {"out": out[..., :h, :w]}                 # crop the padding: (N, C, H, W)
+        skips = [scorer(features[name]) for scorer, name   # (N, C, H'/16, ...), (N, C, H'/8, ...)
+                 in zip(self.skip_scorers(), ("pool4", "pool3"), strict=False)]
+        out = fuse_skips(score, skips, self.skip_upsamplers(), self.final_upsampler())
+        return {"out": out[..., :h, :w]}                 # (N, C, H', W') cropped to (N, C, H, W)
 
 
 def fcn32s(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs) -> FCN:
@@ -292,7 +316,7 @@ def vgg16_state_to_fcn(vgg_state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 def load_imagenet_backbone(model: FCN, progress: bool = True) -> FCN:
     """Load torchvision's ImageNet VGG16 (or VGG16-BN) into an FCN's backbone, fc6 and fc7.
 
-    Needs the internet (Colab); raises :class:`segedu.backbones.WeightsUnavailableError`
+    Needs the internet (Colab); raises :class:`segedu.core.weights.WeightsUnavailableError`
     with instructions when the download fails.
     """
     if model.width != 1.0:
@@ -348,30 +372,4 @@ def fcn_resnet50(
         load_torchvision_weights(model, "fcn_resnet50")
     elif pretrained_backbone:
         load_imagenet_weights(backbone, "resnet50")
-    return model
-
-
-#: Our model name -> torchvision's weights enum for it (chapter 1's FCN, chapter 5's DeepLabs).
-_SEGMENTATION_WEIGHTS = {
-    "fcn_resnet50": "FCN_ResNet50_Weights",
-    "deeplabv3_resnet50": "DeepLabV3_ResNet50_Weights",
-    "deeplabv3_mobilenet_v3_large": "DeepLabV3_MobileNet_V3_Large_Weights",
-}
-
-
-def load_torchvision_weights(model: nn.Module, name: str, progress: bool = True) -> nn.Module:
-    """Load torchvision's trained segmentation weights ``name`` into our from-scratch ``model``.
-
-    The weights have 21 classes and an aux head; a model without ``aux`` ignores the latter.
-    """
-    if name not in _SEGMENTATION_WEIGHTS:
-        raise ValueError(f"no torchvision weights for {name!r}; choose from "
-                         f"{sorted(_SEGMENTATION_WEIGHTS)}.")
-    if getattr(model, "num_classes", 21) != 21:
-        raise ValueError(f"torchvision's {name} weights predict 21 classes; build the model "
-                         f"with num_classes=21 (got {model.num_classes}).")
-    state = download_state_dict(_SEGMENTATION_WEIGHTS[name], progress=progress)
-    if getattr(model, "aux_classifier", None) is None:
-        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
-    model.load_state_dict(state, strict=True)
     return model

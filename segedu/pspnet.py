@@ -22,7 +22,7 @@ is too far away. PSPNet adds **global context**:
 
 Module names. The reference calls the pyramid ``ppm`` with stages in ``features``, the head
 ``cls`` and the auxiliary head ``aux``; here the network is a
-:class:`segedu.layers.SegmentationModel` like torchvision's segmentation models, so the
+:class:`segedu.core.model.SegmentationModel` like torchvision's segmentation models, so the
 state_dict reads ``backbone.*`` (torchvision's ResNet keys: ImageNet weights load strictly),
 ``classifier.ppm.stages.{i}.*`` (the pyramid), ``classifier.conv/bn/cls.*`` (the head) and
 ``aux_classifier.*`` (:class:`segedu.fcn.FCNHead`, as in torchvision's ``fcn_resnet50``).
@@ -39,11 +39,11 @@ state_dict reads ``backbone.*`` (torchvision's ResNet keys: ImageNet weights loa
   statistics). The other bins see N * b * b >= 4 values and keep BN. ``global_norm=True``
   restores the reference's BN on the 1x1 bin (for loading reference weights, and for the
   notebook to show the crash); it then needs batch size >= 2 in training.
-* *Upsampling* uses :func:`segedu.layers.resize_to` (``align_corners=False``, as everywhere in
+* *Upsampling* uses :func:`segedu.core.model.resize_to` (``align_corners=False``, as everywhere in
   the course and in torchvision); the reference uses ``align_corners=True``.
 * *Bins larger than the map.* Adaptive pooling divides n pixels into b cells with
   ``start = floor(i n / b)`` and ``end = ceil((i + 1) n / b)``
-  (:func:`segedu.receptive.adaptive_pool_regions`). When b does not divide n, neighbouring cells
+  (:func:`segedu.core.sizes.adaptive_pool_regions`). When b does not divide n, neighbouring cells
   overlap; when b > n (a 6-bin on a 4x4 map) cells repeat pixels. The pyramid then holds less
   information, but it is well defined and works; the network needs an input of at least
   ``min_input_size`` (9) pixels, so the stride-8 map has 2x2 pixels (below that all four bins
@@ -69,11 +69,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import load_imagenet_weights, resnet50, resnet101
+from .backbones import resnet_by_name
+from .core.model import SegmentationModel, resize_to
+from .core.sizes import resnet_feature_size
+from .core.validation import check_image_batch, check_num_classes
+from .core.weights import load_imagenet_weights
 from .fcn import FCNHead
-from .layers import SegmentationModel, resize_to
-from .receptive import resnet_feature_size
-from .validation import check_image_batch
 
 __all__ = [
     "PAPER_BINS",
@@ -200,12 +201,9 @@ class PSPHead(nn.Sequential):
 
 def feature_map_size(size: int) -> int:
     """Side of the dilated ResNet's stride-8 map for an input side ``size``
-    (:func:`segedu.receptive.resnet_feature_size` at output stride 8: conv1, the max-pool and
+    (:func:`segedu.core.sizes.resnet_feature_size` at output stride 8: conv1, the max-pool and
     layer2's stride-2 conv each halve it; layer3 and layer4 are dilated and keep the size)."""
     return resnet_feature_size(size, 8)
-
-
-_BACKBONES = {"resnet50": resnet50, "resnet101": resnet101}
 
 
 class PSPNet(SegmentationModel):
@@ -240,21 +238,14 @@ class PSPNet(SegmentationModel):
         global_norm: bool = False,
         in_channels: int = 3,
     ) -> None:
-        if backbone not in _BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
-        net = _BACKBONES[backbone](replace_stride_with_dilation=[False, True, True],
-                                   include_top=False, width=width, in_channels=in_channels)
+        check_num_classes(num_classes)
+        net = resnet_by_name(backbone, replace_stride_with_dilation=[False, True, True],
+                             include_top=False, width=width, in_channels=in_channels)
         channels = net.feature_channels  # layer3: 1024 * width, layer4: 2048 * width
         head = PSPHead(channels["layer4"], num_classes, bins, global_norm=global_norm)
         aux_head = FCNHead(channels["layer3"], num_classes) if aux else None
         super().__init__(net, head, aux_head, num_classes=num_classes, in_channels=in_channels)
         self.backbone_name, self.width, self.bins = backbone, width, tuple(bins)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_channels, min_size=self.min_input_size)
-        return super().forward(x)  # backbone -> (N, 2048, H/8, W/8) -> heads -> (N, C, H, W)
 
 
 def pspnet(
@@ -273,7 +264,7 @@ def pspnet(
     Full width, 21 classes: 48,957,290 parameters with the auxiliary head on ResNet-50
     (46,592,085 without), 67,949,418 on ResNet-101. ``pretrained_backbone=True`` loads
     torchvision's ImageNet ResNet (needs the internet, ``width=1``; raises
-    :class:`segedu.backbones.WeightsUnavailableError` with instructions when the download fails).
+    :class:`segedu.core.weights.WeightsUnavailableError` with instructions when the download fails).
     The paper's results: 85.4 mIoU on PASCAL VOC 2012 test (ResNet-101, with MS-COCO
     pretraining); Cityscapes test 78.4 (fine labels only) and 80.2 (fine + coarse).
     """

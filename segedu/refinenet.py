@@ -44,7 +44,7 @@ is that of the authors' released ``ResNetLW`` layer for layer, so its parameter 
   cell *centres* exactly instead (:func:`upsample_aligned`): in a ResNet, cell j of a stride-s
   map is centred on input pixel ``s*j`` (every stride-2 layer has kernel k and padding
   (k-1)/2). A coarser map is therefore upsampled by its stride ratio r so that its cell j lands
-  on finer position ``r*j``, for every input size, odd or even. ``segedu.layers.resize_to``
+  on finer position ``r*j``, for every input size, odd or even. ``segedu.core.model.resize_to``
   (``align_corners=False``) would place it at ``r*j + (r-1)/2`` — 15.5 input pixels off for the
   stride-32 path — and change its scale with the map's size.
 * The released full RefineNet also applies dropout to layer3 and layer4; we keep the one
@@ -65,8 +65,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import load_imagenet_weights, resnet50, resnet101, scaled
-from .validation import check_image_batch
+from .backbones import resnet_by_name
+from .core.model import scaled
+from .core.validation import check_image_batch, check_num_classes
+from .core.weights import load_imagenet_weights
 
 __all__ = [
     "upsample_aligned",
@@ -287,9 +289,6 @@ class RefineNetBlock(nn.Module):
 # 5. The 4-cascaded network (Sec. 3.1, Fig. 2c)
 # --------------------------------------------------------------------------------------------
 
-_BACKBONES = {"resnet50": resnet50, "resnet101": resnet101}
-
-
 class RefineNet(nn.Module):
     """4-cascaded RefineNet on a ResNet (Fig. 2c), or Light-Weight RefineNet.
 
@@ -320,15 +319,12 @@ class RefineNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if backbone not in _BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
+        self.num_classes = check_num_classes(num_classes)
         self.num_classes, self.in_channels, self.width = num_classes, in_channels, width
         self.backbone_name, self.light_weight = backbone, light_weight
         self.crp_stages = crp_stages if crp_stages is not None else (4 if light_weight else 2)
-        self.backbone = _BACKBONES[backbone](include_top=False, width=width,
-                                             in_channels=in_channels)
+        self.backbone = resnet_by_name(backbone, include_top=False, width=width,
+                                       in_channels=in_channels)
         k, rcus, output_rcus = (1, 0, 0) if light_weight else (3, 2, 1)
         # Path channels (Sec. 3.2): 512 for RefineNet-4, 256 for the others.
         path_channels = {name: scaled(512 if name == "layer4" else 256, width) for name in PATHS}
@@ -382,7 +378,7 @@ def refinenet(num_classes: int = 21, *, backbone: str = "resnet50", width: float
     ``crp_stages=2`` is the paper's Fig. 3; ``crp_stages=4`` the released model's.
     ``kwargs``: ``dropout``, ``in_channels`` (see :class:`RefineNet`).
     ``pretrained_backbone=True`` loads torchvision's ImageNet ResNet (as the paper does) and
-    raises :class:`~segedu.backbones.WeightsUnavailableError` when the download fails.
+    raises :class:`~segedu.core.weights.WeightsUnavailableError` when the download fails.
     """
     model = RefineNet(num_classes, backbone=backbone, width=width, crp_stages=crp_stages,
                       **kwargs)

@@ -53,9 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import VGG16, VGG16_CONFIG, load_imagenet_weights, scaled
-from .receptive import conv_output_size
-from .validation import check_image_batch
+from .backbones import VGG16, VGG16_CONFIG
+from .core.model import scaled
+from .core.sizes import conv_output_size
+from .core.validation import check_image_batch, check_num_classes
+from .core.weights import load_imagenet_weights
 
 __all__ = [
     "max_pool_with_indices",
@@ -229,8 +231,7 @@ class SegNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
+        check_num_classes(num_classes)
         self.num_classes, self.in_channels, self.width = num_classes, in_channels, width
         self.encoder = VGG16(batch_norm=batch_norm, width=width, include_top=False,
                              in_channels=in_channels)
@@ -304,7 +305,7 @@ def segnet(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs
     ``kwargs``: ``width``, ``batch_norm``, ``in_channels`` (see :class:`SegNet`).
     ``pretrained_backbone=True`` loads torchvision's ImageNet VGG16-BN weights into the encoder
     (the paper's initialisation, Sec. 4.1); it needs the internet and raises
-    :class:`~segedu.backbones.WeightsUnavailableError` when the download fails.
+    :class:`~segedu.core.weights.WeightsUnavailableError` when the download fails.
     """
     model = SegNet(num_classes, **kwargs)
     if pretrained_backbone:

@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .metrics import ConfusionMatrix
-from .validation import check_mask
+from .core.metrics import ConfusionMatrix
+from .core.validation import check_mask
 
 __all__ = ["poly_lr", "segmentation_loss", "train_one_epoch", "evaluate", "fit", "predict",
            "History"]

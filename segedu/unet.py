@@ -11,9 +11,9 @@ The module builds, in order:
 
 1. the blocks: :class:`DoubleConv`, :class:`DownBlock` (contracting step),
    :func:`crop_and_concat` and :class:`UpBlock` (expansive step);
-2. the size arithmetic of valid convolutions: :func:`unet_output_size` (572 -> 388),
-   :func:`valid_input_sizes`, :func:`nearest_valid_sizes`;
-3. the network :class:`UNet` and the zoo factory :func:`unet`;
+2. the network :class:`UNet` and the zoo factory :func:`unet`;
+3. the size arithmetic of valid convolutions: :func:`unet_output_size` (572 -> 388),
+   :func:`valid_input_sizes`, :func:`nearest_valid_sizes` (and the error that names them);
 4. the training and inference tools of Sec. 3 and Fig. 2: the loss :func:`weight_map`
    (class balance + separation border between touching cells, eq. 2) and
    :func:`overlap_tile_predict` (mirror padding, tiles, stitching).
@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import scaled
+from .core.model import scaled
+from .core.sizes import conv_output_size, conv_transpose_output_size
+from .core.validation import check_image_batch
 from .fcn import pad_to_multiple
-from .receptive import conv_output_size, conv_transpose_output_size
-from .validation import check_image_batch
 
 __all__ = [
     "DoubleConv",
@@ -50,6 +50,7 @@ __all__ = [
     "unet_output_size",
     "valid_input_sizes",
     "nearest_valid_sizes",
+    "check_valid_input",
     "UNet",
     "unet",
     "weight_map",
@@ -150,7 +151,115 @@ class UpBlock(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# 2. Sizes with valid convolutions (Sec. 2: "select the input tile size such that all 2x2
+# 2. The network
+# --------------------------------------------------------------------------------------------
+
+
+class UNet(nn.Module):
+    """U-Net (Fig. 1). ``UNet(1, 2, padding=False)`` is the paper's network exactly: valid
+    convs, biases, no BatchNorm, transposed-conv upsampling, 23 conv layers, 31,030,658
+    parameters, 572x572 -> 388x388.
+
+    Args:
+        in_channels: image channels: 3 (RGB) like every network of the course; the paper's
+            grey-value microscopy images have 1.
+        num_classes: classes to predict (2 in the paper: cell and background).
+        base: channels of the first level (64 in the paper); level ``l`` has ``base * 2**l``.
+        padding: ``False``: the paper's valid convolutions; the output is smaller than the
+            input and the input size must be valid (:func:`nearest_valid_sizes`).
+            ``True``: padded convolutions; any input size, logits at the input's H, W.
+        up: ``"transpose"`` (the paper's 2x2 up-convolution) or ``"bilinear"`` (see
+            :class:`UpBlock`).
+        batch_norm: BatchNorm after every 3x3 conv (not in the paper).
+        depth: number of max-pools (4 in the paper).
+
+    The paper also uses drop-out "at the end of the contracting path" (Sec. 3.1) without
+    giving a rate; it is not part of this module (it has no parameters; add it if you need).
+
+    ``model(x)["out"]``: logits (N, num_classes, H_out, W_out): the input's H, W with
+    ``padding=True``, ``unet_output_size(H), unet_output_size(W)`` with ``padding=False``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        base: int = 64,
+        *,
+        padding: bool = True,
+        up: str = "transpose",
+        batch_norm: bool = False,
+        depth: int = 4,
+    ) -> None:
+        super().__init__()
+        _check_depth(depth)
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
+                            ("base", base)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        self.in_channels, self.num_classes, self.base = in_channels, num_classes, base
+        self.padding, self.depth, self.up_mode = bool(padding), depth, up
+        opts = {"padding": self.padding, "batch_norm": batch_norm}
+        channels = [base * 2**level for level in range(depth + 1)]  # 64, 128, ..., 1024
+
+        # Contracting path: a DoubleConv at full resolution, then `depth` DownBlocks; the last
+        # one is the bottom of the U. The outputs of all but the last are the skips.
+        self.contracting = nn.ModuleList([DoubleConv(in_channels, channels[0], **opts)])
+        for cin, cout in zip(channels[:-1], channels[1:], strict=True):
+            self.contracting.append(DownBlock(cin, cout, **opts))
+        # Expansive path: from the bottom (1024 channels) back up to 64.
+        self.expansive = nn.ModuleList(
+            UpBlock(cin, cout, up=up, **opts)
+            for cin, cout in zip(channels[:0:-1], channels[-2::-1], strict=True))
+        # "At the final layer a 1x1 convolution is used to map each 64-component feature
+        # vector to the desired number of classes."
+        self.classifier = nn.Conv2d(channels[0], num_classes, kernel_size=1)
+
+    def output_size(self, size: int) -> int:
+        """Output length for an input of ``size`` pixels (``size`` itself with padding)."""
+        return size if self.padding else unet_output_size(size, self.depth)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_image_batch(x, self.in_channels)
+        h, w = x.shape[-2:]
+        if self.padding:
+            x = pad_to_multiple(x, 2**self.depth)   # (N, C, H', W'): every pool halves exactly
+        else:
+            check_valid_input(h, w, self.depth)     # ValueError naming the nearest valid sizes
+        # Shapes for the paper's 572x572 input (padding=False, base 64):
+        skips = []
+        for block in self.contracting[:-1]:
+            x = block(x)                  # 568x568x64, 280x280x128, 136x136x256, 64x64x512
+            skips.append(x)
+        x = self.contracting[-1](x)       # bottom: pool 32x32x512 -> convs 28x28x1024
+        for block, skip in zip(self.expansive, reversed(skips), strict=True):
+            x = block(x, skip)            # 52x52x512, 100x100x256, 196x196x128, 388x388x64
+        out = self.classifier(x)          # 388x388xnum_classes
+        if self.padding:
+            out = out[..., :h, :w]        # crop the padding: (N, num_classes, H, W)
+        return {"out": out}
+
+
+def unet(
+    num_classes: int = 2,
+    *,
+    width: float = 1.0,
+    in_channels: int = 3,
+    padding: bool = True,
+    up: str = "transpose",
+    batch_norm: bool = False,
+    depth: int = 4,
+) -> UNet:
+    """The zoo's U-Net: ``base = 64 * width`` channels (the CPU profile uses width 0.125).
+
+    The paper's network is ``UNet(1, 2, padding=False)`` (one grey channel, valid convs).
+    """
+    return UNet(in_channels, num_classes, scaled(64, width), padding=padding, up=up,
+                batch_norm=batch_norm, depth=depth)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Sizes with valid convolutions (Sec. 2: "select the input tile size such that all 2x2
 #    max-pooling operations are applied to a layer with an even x- and y-size")
 # --------------------------------------------------------------------------------------------
 
@@ -232,6 +341,16 @@ def nearest_valid_sizes(size: int, depth: int = 4) -> tuple[int | None, int]:
     return below, above
 
 
+def check_valid_input(height: int, width: int, depth: int = 4) -> None:
+    """Raise a ValueError that names the nearest sizes that work when a valid-convolution
+    U-Net cannot take a ``height x width`` input."""
+    for side in (int(height), int(width)):
+        out, reason = _output_size_or_reason(side, depth)
+        if out is None:
+            raise ValueError(f"input is {height}x{width}: "
+                             + _invalid_size_message(side, depth, reason))
+
+
 def _invalid_size_message(size: int, depth: int, reason: str) -> str:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         return f"unet_output_size: {reason}."
@@ -244,118 +363,6 @@ def _invalid_size_message(size: int, depth: int, reason: str) -> str:
     return (f"a U-Net with valid convolutions (padding=False) and {depth} max-pools cannot "
             f"take an input of {size} pixels: {reason}. Expected a size where every pooled "
             f"map is even; {use}, or build the model with padding=True for any size.")
-
-
-# --------------------------------------------------------------------------------------------
-# 3. The network
-# --------------------------------------------------------------------------------------------
-
-
-class UNet(nn.Module):
-    """U-Net (Fig. 1). ``UNet(1, 2, padding=False)`` is the paper's network exactly: valid
-    convs, biases, no BatchNorm, transposed-conv upsampling, 23 conv layers, 31,030,658
-    parameters, 572x572 -> 388x388.
-
-    Args:
-        in_channels: image channels (1 for the paper's grey-value microscopy images).
-        num_classes: classes to predict (2 in the paper: cell and background).
-        base: channels of the first level (64 in the paper); level ``l`` has ``base * 2**l``.
-        padding: ``False``: the paper's valid convolutions; the output is smaller than the
-            input and the input size must be valid (:func:`nearest_valid_sizes`).
-            ``True``: padded convolutions; any input size, logits at the input's H, W.
-        up: ``"transpose"`` (the paper's 2x2 up-convolution) or ``"bilinear"`` (see
-            :class:`UpBlock`).
-        batch_norm: BatchNorm after every 3x3 conv (not in the paper).
-        depth: number of max-pools (4 in the paper).
-
-    The paper also uses drop-out "at the end of the contracting path" (Sec. 3.1) without
-    giving a rate; it is not part of this module (it has no parameters; add it if you need).
-
-    ``model(x)["out"]``: logits (N, num_classes, H_out, W_out): the input's H, W with
-    ``padding=True``, ``unet_output_size(H), unet_output_size(W)`` with ``padding=False``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        base: int = 64,
-        *,
-        padding: bool = True,
-        up: str = "transpose",
-        batch_norm: bool = False,
-        depth: int = 4,
-    ) -> None:
-        super().__init__()
-        _check_depth(depth)
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base", base)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        self.in_channels, self.num_classes, self.base = in_channels, num_classes, base
-        self.padding, self.depth, self.up_mode = bool(padding), depth, up
-        opts = {"padding": self.padding, "batch_norm": batch_norm}
-        channels = [base * 2**level for level in range(depth + 1)]  # 64, 128, ..., 1024
-
-        # Contracting path: a DoubleConv at full resolution, then `depth` DownBlocks; the last
-        # one is the bottom of the U. The outputs of all but the last are the skips.
-        self.contracting = nn.ModuleList([DoubleConv(in_channels, channels[0], **opts)])
-        for cin, cout in zip(channels[:-1], channels[1:], strict=True):
-            self.contracting.append(DownBlock(cin, cout, **opts))
-        # Expansive path: from the bottom (1024 channels) back up to 64.
-        self.expansive = nn.ModuleList(
-            UpBlock(cin, cout, up=up, **opts)
-            for cin, cout in zip(channels[:0:-1], channels[-2::-1], strict=True))
-        # "At the final layer a 1x1 convolution is used to map each 64-component feature
-        # vector to the desired number of classes."
-        self.classifier = nn.Conv2d(channels[0], num_classes, kernel_size=1)
-
-    def output_size(self, size: int) -> int:
-        """Output length for an input of ``size`` pixels (``size`` itself with padding)."""
-        return size if self.padding else unet_output_size(size, self.depth)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_channels)
-        h, w = x.shape[-2:]
-        if self.padding:
-            x = pad_to_multiple(x, 2**self.depth)   # (N, C, H', W'): every pool halves exactly
-        else:
-            for side in (h, w):
-                out, reason = _output_size_or_reason(int(side), self.depth)
-                if out is None:
-                    raise ValueError(f"input is {h}x{w}: "
-                                     + _invalid_size_message(int(side), self.depth, reason))
-        # Shapes for the paper's 572x572 input (padding=False, base 64):
-        skips = []
-        for block in self.contracting[:-1]:
-            x = block(x)                  # 568x568x64, 280x280x128, 136x136x256, 64x64x512
-            skips.append(x)
-        x = self.contracting[-1](x)       # bottom: pool 32x32x512 -> convs 28x28x1024
-        for block, skip in zip(self.expansive, reversed(skips), strict=True):
-            x = block(x, skip)            # 52x52x512, 100x100x256, 196x196x128, 388x388x64
-        out = self.classifier(x)          # 388x388xnum_classes
-        if self.padding:
-            out = out[..., :h, :w]        # crop the padding: (N, num_classes, H, W)
-        return {"out": out}
-
-
-def unet(
-    num_classes: int = 2,
-    *,
-    width: float = 1.0,
-    in_channels: int = 3,
-    padding: bool = True,
-    up: str = "transpose",
-    batch_norm: bool = False,
-    depth: int = 4,
-) -> UNet:
-    """The zoo's U-Net: ``base = 64 * width`` channels (the CPU profile uses width 0.125).
-
-    ``in_channels`` defaults to 3 like every model of the zoo (RGB); the paper's network is
-    ``UNet(1, 2, padding=False)``.
-    """
-    return UNet(in_channels, num_classes, scaled(64, width), padding=padding, up=up,
-                batch_norm=batch_norm, depth=depth)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import nn
 
 from . import deeplab, fcn, pspnet, refinenet, segnet, unet
+from .core.validation import check_num_classes
 
 __all__ = ["register_model", "build_model", "list_models", "get_factory"]
 
@@ -42,8 +43,7 @@ def build_model(name: str, num_classes: int = 21, **kwargs) -> nn.Module:
             not have.
     """
     factory = _factory(name)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    check_num_classes(num_classes)
     try:
         return factory(num_classes, **kwargs)
     except TypeError as err:

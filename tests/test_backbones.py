@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 from segedu import backbones as B
+from segedu.core.weights import WeightsUnavailableError, load_imagenet_weights
 
 
 def _assert_same_network(ours, theirs, size=(64, 80)):
@@ -96,8 +97,8 @@ def test_load_imagenet_weights_offline_says_what_to_do(monkeypatch):
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", no_network)
-    with pytest.raises(B.WeightsUnavailableError, match="internet"):
-        B.load_imagenet_weights(B.vgg16(include_top=False), "vgg16")
+    with pytest.raises(WeightsUnavailableError, match="internet"):
+        load_imagenet_weights(B.vgg16(include_top=False), "vgg16")
 
 
 def test_load_imagenet_weights_into_a_headless_backbone(monkeypatch):
@@ -106,7 +107,7 @@ def test_load_imagenet_weights_into_a_headless_backbone(monkeypatch):
     reference = torchvision.models.resnet50()
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict",
                         lambda self, progress=True, check_hash=False: reference.state_dict())
-    model = B.load_imagenet_weights(B.resnet50(include_top=False), "resnet50")
+    model = load_imagenet_weights(B.resnet50(include_top=False), "resnet50")
     torch.testing.assert_close(model.conv1.weight, reference.conv1.weight)
     with pytest.raises(ValueError, match="width=1"):
-        B.load_imagenet_weights(B.resnet50(width=0.5), "resnet50")
+        load_imagenet_weights(B.resnet50(width=0.5), "resnet50")

@@ -9,6 +9,7 @@ import torch
 import torchvision
 
 from segedu import backbones as B
+from segedu.core.weights import WeightsUnavailableError, load_imagenet_weights
 
 
 def _n_params(model):
@@ -103,7 +104,7 @@ def test_mobilenet_load_imagenet_weights_goes_through_torchvision(monkeypatch):
     reference = torchvision.models.mobilenet_v3_large()
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict",
                         lambda self, progress=True, check_hash=False: reference.state_dict())
-    model = B.load_imagenet_weights(
+    model = load_imagenet_weights(
         B.mobilenet_v3_large(dilated=True, include_top=False), "mobilenet_v3_large")
     torch.testing.assert_close(model.features[0][0].weight, reference.features[0][0].weight)
 
@@ -111,8 +112,8 @@ def test_mobilenet_load_imagenet_weights_goes_through_torchvision(monkeypatch):
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", no_network)
-    with pytest.raises(B.WeightsUnavailableError, match="internet"):
-        B.load_imagenet_weights(B.mobilenet_v3_large(), "mobilenet_v3_large")
+    with pytest.raises(WeightsUnavailableError, match="internet"):
+        load_imagenet_weights(B.mobilenet_v3_large(), "mobilenet_v3_large")
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_bad_options_and_missing_xception_weights_say_what_to_do():
     with pytest.raises(ValueError, match="width must be positive"):
         B.mobilenet_v3_large(width=0)
     with pytest.raises(ValueError, match="no ImageNet weights for 'xception65'"):
-        B.load_imagenet_weights(B.xception65(width=0.125), "xception65")
+        load_imagenet_weights(B.xception65(width=0.125), "xception65")
     with pytest.raises(ValueError, match="No ImageNet weights for Xception-65.*from scratch"):
         B.xception65(pretrained=True)
 

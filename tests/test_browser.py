@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CELL = ("from segedu.widgets import dilation_explorer\n"
+CELL = ("from segedu.tools.widgets import dilation_explorer\n"
         "explorer = dilation_explorer(rates=(2, 2, 2))\n"
         "explorer")
 

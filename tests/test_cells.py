@@ -60,7 +60,7 @@ def test_touching_cells_are_separated_by_background():
 
 
 def test_weight_maps_match_unet_weight_map_and_batch():
-    ds = TouchingCells("train", length=4, return_weights=True)
+    ds = TouchingCells("train", length=4, weight_map=weight_map)
     image, mask, weights = ds[1]
     torch.testing.assert_close(weights, weight_map(ds.instances(1)))
     assert weights.max() > 5  # the border term in the narrow gaps

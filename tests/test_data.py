@@ -15,6 +15,7 @@ import torchvision
 from PIL import Image
 from torchvision import tv_tensors
 
+from segedu.core.validation import check_mask
 from segedu.data import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
@@ -32,7 +33,6 @@ from segedu.data import (
     mask_from_palette,
     train_transforms,
 )
-from segedu.validation import check_mask
 
 # ----------------------------------------------------------------------------------------------
 # SyntheticShapes
@@ -387,7 +387,7 @@ def test_load_dataset_rejects_unknown_names_and_splits():
 
 
 def test_mask_from_palette_round_trips_a_palette_mask():
-    from segedu.viz import VOC_PALETTE
+    from segedu.tools.viz import VOC_PALETTE
 
     rng = np.random.default_rng(0)
     indices = rng.integers(0, 21, size=(12, 17))

@@ -7,8 +7,8 @@ import torchvision
 from torch import nn
 
 from segedu import deeplab
-from segedu.receptive import atrous_taps_inside, effective_kernel_size
-from segedu.utils import count_parameters
+from segedu.core.sizes import atrous_taps_inside, effective_kernel_size
+from segedu.core.utils import count_parameters
 
 SMALL = {"width": 0.125}
 
@@ -148,18 +148,18 @@ def test_image_pooling_trains_with_batch_size_one_on_running_statistics():
         TorchvisionPooling(8, 4).train()(x)  # the problem, in torchvision
     pooling = deeplab.ASPPPooling(8, 4)
     with torch.no_grad():
-        pooling[2].running_mean.uniform_(-1, 1)
-        pooling[2].running_var.uniform_(0.5, 2)
-    before = pooling[2].running_mean.clone()
+        pooling.bn.running_mean.uniform_(-1, 1)
+        pooling.bn.running_var.uniform_(0.5, 2)
+    before = pooling.bn.running_mean.clone()
     out = pooling.train()(x)
     assert out.shape == (1, 4, 5, 7)
-    torch.testing.assert_close(pooling[2].running_mean, before)  # not updated from one value
+    torch.testing.assert_close(pooling.bn.running_mean, before)  # not updated from one value
     with torch.no_grad():
         torch.testing.assert_close(out, pooling.eval()(x))      # = eval-mode normalisation
     out.sum().backward()
-    assert pooling[2].weight.grad is not None and pooling[1].weight.grad.abs().sum() > 0
+    assert pooling.bn.weight.grad is not None and pooling.conv.weight.grad.abs().sum() > 0
     pooling.train()(torch.randn(2, 8, 5, 7))                    # batch 2: batch statistics
-    assert not torch.equal(pooling[2].running_mean, before)
+    assert not torch.equal(pooling.bn.running_mean, before)
 
 
 # -------------------------------------------------------------------- torchvision parity

@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 
 from segedu import fcn
-from segedu.utils import count_parameters
+from segedu.core.utils import count_parameters
 
 SMALL = {"width": 0.125, "batch_norm": True}
 

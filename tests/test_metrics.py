@@ -1,4 +1,4 @@
-"""segedu.metrics: the confusion matrix and the metrics read off it."""
+"""segedu.core.metrics: the confusion matrix and the metrics read off it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from segedu.metrics import ConfusionMatrix, format_report
+from segedu.core.metrics import ConfusionMatrix, format_report
 
 
 def random_batch(
@@ -269,7 +269,7 @@ def _square(shift: int = 0) -> torch.Tensor:
 
 
 def test_boundary_f1_is_one_for_a_perfect_or_within_tolerance_prediction():
-    from segedu.metrics import boundary_f1
+    from segedu.core.metrics import boundary_f1
 
     assert boundary_f1(_square(), _square()) == 1.0
     assert boundary_f1(_square(shift=2), _square(), tolerance=2) == 1.0
@@ -277,7 +277,7 @@ def test_boundary_f1_is_one_for_a_perfect_or_within_tolerance_prediction():
 
 
 def test_boundary_f1_falls_as_the_boundary_moves_away():
-    from segedu.metrics import boundary_f1
+    from segedu.core.metrics import boundary_f1
 
     # Shifted right, the left and right edges leave the 2-px tolerance; top and bottom stay.
     scores = [boundary_f1(_square(shift=s), _square(), tolerance=2) for s in (0, 3, 6)]
@@ -288,7 +288,7 @@ def test_boundary_f1_falls_as_the_boundary_moves_away():
 
 
 def test_boundary_f1_accepts_logits_and_skips_ignore_pixels():
-    from segedu.metrics import boundary_f1
+    from segedu.core.metrics import boundary_f1
 
     target = _square()
     target[:, 8, 8:24] = 255  # an ignore band on the top edge
@@ -299,7 +299,7 @@ def test_boundary_f1_accepts_logits_and_skips_ignore_pixels():
 
 
 def test_boundary_band_marks_pixels_near_label_changes_but_not_ignore_pixels():
-    from segedu.metrics import boundary_band
+    from segedu.core.metrics import boundary_band
 
     target = _square()
     band = boundary_band(target, radius=1)

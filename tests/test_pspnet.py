@@ -11,10 +11,10 @@ from torch import nn
 
 import segedu
 from segedu import pspnet as psp
+from segedu.core.sizes import adaptive_pool_regions
+from segedu.core.utils import count_parameters
 from segedu.data import CONTEXT_CLASSES, ContextShapes
-from segedu.receptive import adaptive_pool_regions
 from segedu.train import segmentation_loss
-from segedu.utils import count_parameters
 
 SMALL = {"width": 0.125}
 

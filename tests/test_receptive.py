@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from segedu.receptive import conv_output_size, conv_transpose_output_size, stack_output_size
+from segedu.core.sizes import conv_output_size, conv_transpose_output_size, stack_output_size
 
 
 def _torch_size(layer, n):
@@ -84,7 +84,7 @@ def test_size_errors_are_clear():
 
 @pytest.mark.parametrize("k, d", [(1, 1), (3, 1), (3, 2), (3, 12), (5, 3)])
 def test_effective_kernel_size_is_the_span_of_the_dilated_kernel(k, d):
-    from segedu.receptive import effective_kernel_size
+    from segedu.core.sizes import effective_kernel_size
 
     # A dilated kernel of span e, unpadded, shrinks a map by e - 1.
     conv = nn.Conv2d(1, 1, k, dilation=d)
@@ -95,7 +95,7 @@ def test_effective_kernel_size_is_the_span_of_the_dilated_kernel(k, d):
 @pytest.mark.parametrize("size", [1, 4, 6, 7, 13, 60, 61])
 @pytest.mark.parametrize("bins", [1, 2, 3, 6])
 def test_adaptive_pool_regions_reproduce_adaptive_avg_pool(size, bins):
-    from segedu.receptive import adaptive_pool_regions
+    from segedu.core.sizes import adaptive_pool_regions
 
     x = torch.randn(1, 1, 1, size, generator=torch.Generator().manual_seed(size * 10 + bins))
     pooled = nn.AdaptiveAvgPool2d((1, bins))(x)[0, 0, 0]
@@ -106,7 +106,7 @@ def test_adaptive_pool_regions_reproduce_adaptive_avg_pool(size, bins):
 
 
 def test_adaptive_pool_regions_overlap_when_bins_do_not_divide():
-    from segedu.receptive import adaptive_pool_regions
+    from segedu.core.sizes import adaptive_pool_regions
 
     assert adaptive_pool_regions(60, 6) == [(10 * i, 10 * i + 10) for i in range(6)]
     assert adaptive_pool_regions(7, 3) == [(0, 3), (2, 5), (4, 7)]
@@ -118,7 +118,7 @@ def test_adaptive_pool_regions_overlap_when_bins_do_not_divide():
 @pytest.mark.parametrize("size", [5, 9, 33, 65])
 @pytest.mark.parametrize("rate", [1, 6, 12, 18, 24, 36])
 def test_atrous_taps_inside_counts_the_taps_that_see_the_map(size, rate):
-    from segedu.receptive import atrous_taps_inside
+    from segedu.core.sizes import atrous_taps_inside
 
     # Measure: a 3x3 dilated conv with weights = 1 on a map of ones; the centre output sums
     # the taps that land inside the map (padding is zero).
@@ -143,7 +143,7 @@ def test_vgg16_field_at_pool5_is_212_pixels_with_stride_32():
     import torchvision
 
     from segedu.backbones import vgg16
-    from segedu.receptive import receptive_field
+    from segedu.tools.receptive import receptive_field
 
     for model in (vgg16(width=0.125), _meta(torchvision.models.vgg16)):
         rows = receptive_field(model, upto="pool5")
@@ -159,7 +159,7 @@ def test_resnet50_field_at_layer4_is_427_pixels_with_stride_32():
     import torchvision
 
     from segedu.backbones import resnet50
-    from segedu.receptive import receptive_field
+    from segedu.tools.receptive import receptive_field
 
     expected = {"layer1": (35, 4), "layer2": (91, 8), "layer3": (267, 16), "layer4": (427, 32)}
     for model in (resnet50(width=0.125), _meta(torchvision.models.resnet50)):
@@ -180,7 +180,7 @@ def test_our_backbones_walk_exactly_like_torchvisions():
     import torchvision
 
     from segedu.backbones import resnet50, vgg16
-    from segedu.receptive import receptive_field
+    from segedu.tools.receptive import receptive_field
 
     dilated = [False, True, True]
     pairs = [(vgg16(width=0.125).features, _meta(torchvision.models.vgg16).features),
@@ -193,7 +193,7 @@ def test_our_backbones_walk_exactly_like_torchvisions():
 
 def test_dilated_resnet_keeps_the_field_and_stride_8_from_layer2_on():
     from segedu.backbones import resnet50
-    from segedu.receptive import receptive_field
+    from segedu.tools.receptive import receptive_field
 
     plain = resnet50(width=0.125)
     dilated = resnet50(width=0.125, replace_stride_with_dilation=[False, True, True])
@@ -208,7 +208,7 @@ def test_dilated_resnet_keeps_the_field_and_stride_8_from_layer2_on():
 
 def test_fcn_score_fr_sees_404_pixels_and_fcn_resnet50_head_443():
     from segedu.fcn import fcn8s, fcn_resnet50
-    from segedu.receptive import receptive_field
+    from segedu.tools.receptive import receptive_field
 
     last = receptive_field(fcn8s(num_classes=3, width=0.125))[-1]
     assert (last.name, last.size, last.jump) == ("score_fr", 212 + 6 * 32, 32)  # fc6: 7x7 at j=32
@@ -243,7 +243,7 @@ def _clipped(row, index, size):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_gradient_support_equals_the_field_of_a_random_linear_stack(seed):
-    from segedu.receptive import effective_receptive_field, receptive_field
+    from segedu.tools.receptive import effective_receptive_field, receptive_field
 
     rng = random.Random(seed)
     layers = []
@@ -269,7 +269,7 @@ def test_gradient_support_equals_the_field_of_a_random_linear_stack(seed):
 
 
 def test_transposed_conv_field_is_the_envelope_of_what_output_units_see():
-    from segedu.receptive import effective_receptive_field, receptive_field
+    from segedu.tools.receptive import effective_receptive_field, receptive_field
 
     stack = _linear_positive(nn.Sequential(
         nn.Conv2d(1, 1, 3, padding=1), nn.ConvTranspose2d(1, 1, 4, 2, 1),
@@ -289,7 +289,7 @@ def test_transposed_conv_field_is_the_envelope_of_what_output_units_see():
 @pytest.mark.parametrize("build, layer, n", [("vgg16", "pool5", 256), ("resnet50", "layer4", 480)])
 def test_gradient_support_equals_the_theoretical_field_of_linearised_backbones(build, layer, n):
     from segedu import backbones
-    from segedu.receptive import effective_receptive_field, receptive_field
+    from segedu.tools.receptive import effective_receptive_field, receptive_field
 
     model = _linear_positive(getattr(backbones, build)(width=1 / 16, include_top=False))
     row = receptive_field(model, upto=layer)[-1]
@@ -302,7 +302,7 @@ def test_gradient_support_equals_the_theoretical_field_of_linearised_backbones(b
 
 def test_effective_field_of_a_random_relu_network_is_inside_and_much_smaller():
     from segedu.backbones import resnet50
-    from segedu.receptive import effective_receptive_field, receptive_field
+    from segedu.tools.receptive import effective_receptive_field, receptive_field
 
     model = resnet50(width=0.125, include_top=False)
     row = receptive_field(model, upto="layer3")[-1]  # 267 px
@@ -314,7 +314,7 @@ def test_effective_field_of_a_random_relu_network_is_inside_and_much_smaller():
 
 
 def test_receptive_field_errors_name_the_problem():
-    from segedu.receptive import effective_receptive_field, receptive_field
+    from segedu.tools.receptive import effective_receptive_field, receptive_field
 
     with pytest.raises(ValueError, match="Upsample"):
         receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2)))
@@ -329,7 +329,7 @@ def test_receptive_field_errors_name_the_problem():
 
 
 def test_register_main_path_lets_a_chapter_describe_its_block():
-    from segedu.receptive import _REGISTERED_PATHS, receptive_field, register_main_path
+    from segedu.tools.receptive import _REGISTERED_PATHS, receptive_field, register_main_path
 
     class Residual(nn.Module):
         def __init__(self):
@@ -352,7 +352,7 @@ def test_register_main_path_lets_a_chapter_describe_its_block():
 
 @pytest.mark.parametrize("rates", [(2, 2, 2), (1, 2, 5), (1, 2, 3), (3, 1), (4,)])
 def test_dilated_sampling_counts_the_paths_a_real_stack_takes(rates):
-    from segedu.receptive import dilated_sampling
+    from segedu.tools.receptive import dilated_sampling
 
     layers = [nn.Conv2d(1, 1, 3, padding=r, dilation=r, bias=False) for r in rates]
     for layer in layers:
@@ -367,7 +367,7 @@ def test_dilated_sampling_counts_the_paths_a_real_stack_takes(rates):
 
 
 def test_rates_2_2_2_grid_while_hybrid_rates_1_2_5_cover_everything():
-    from segedu.receptive import dilated_coverage
+    from segedu.tools.receptive import dilated_coverage
 
     gridded = dilated_coverage([2, 2, 2])
     assert (gridded.size, gridded.reached, gridded.total) == (13, 49, 169)
@@ -379,7 +379,8 @@ def test_rates_2_2_2_grid_while_hybrid_rates_1_2_5_cover_everything():
 
 
 def test_aspp_feature_sizes_follow_deeplab_for_513_crops():
-    from segedu.receptive import aspp_taps, resnet_feature_size
+    from segedu.core.sizes import resnet_feature_size
+    from segedu.tools.receptive import aspp_taps
 
     assert [resnet_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
     from segedu.backbones import resnet50
@@ -399,7 +400,8 @@ def test_aspp_feature_sizes_follow_deeplab_for_513_crops():
 
 @pytest.mark.parametrize("size, rate", [(33, 6), (33, 18), (65, 24), (17, 36)])
 def test_aspp_valid_fraction_is_the_measured_share_of_weights_on_the_map(size, rate):
-    from segedu.receptive import aspp_taps, resnet_feature_size
+    from segedu.core.sizes import resnet_feature_size
+    from segedu.tools.receptive import aspp_taps
 
     input_size = next(n for n in range(16, 2000) if resnet_feature_size(n, 16) == size)
     (branch,) = aspp_taps(input_size, 16, rates=[rate])
@@ -414,7 +416,7 @@ def test_aspp_valid_fraction_is_the_measured_share_of_weights_on_the_map(size, r
 @pytest.mark.parametrize("h, w, bins",
                          [(60, 60, 6), (61, 47, 6), (7, 5, 3), (4, 9, 6), (13, 13, 2)])
 def test_ppm_cells_reproduce_adaptive_avg_pool_in_2d(h, w, bins):
-    from segedu.receptive import ppm_cells
+    from segedu.tools.receptive import ppm_cells
 
     x = torch.randn(1, 1, h, w, dtype=torch.float64)
     pooled = nn.AdaptiveAvgPool2d(bins)(x).flatten()

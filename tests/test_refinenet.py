@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import segedu
-from segedu import backbones, refinenet
-from segedu.layers import resize_to
+from segedu import refinenet
+from segedu.core import weights
+from segedu.core.model import resize_to
 from segedu.refinenet import (
     ChainedResidualPooling,
     MultiResolutionFusion,
@@ -203,10 +204,10 @@ def test_full_width_parameter_counts_match_the_published_models():
 
 def test_pretrained_backbone_fails_clearly_offline_and_at_reduced_width(monkeypatch):
     def offline(*args, **kwargs):
-        raise backbones.WeightsUnavailableError("no network here")
+        raise weights.WeightsUnavailableError("no network here")
 
-    monkeypatch.setattr(backbones, "download_state_dict", offline)
-    with pytest.raises(backbones.WeightsUnavailableError, match="no network"):
+    monkeypatch.setattr(weights, "download_state_dict", offline)
+    with pytest.raises(weights.WeightsUnavailableError, match="no network"):
         refinenet.lw_refinenet(3, pretrained_backbone=True)
     with pytest.raises(ValueError, match="width=1"):
         refinenet.refinenet(3, width=0.125, pretrained_backbone=True)

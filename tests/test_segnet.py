@@ -10,8 +10,8 @@ from torch import nn
 
 import segedu
 from segedu import segnet
-from segedu.backbones import WeightsUnavailableError
-from segedu.utils import count_parameters
+from segedu.core.utils import count_parameters
+from segedu.core.weights import WeightsUnavailableError
 
 SMALL = {"width": 0.125}
 

@@ -9,8 +9,8 @@ from torch import nn
 
 import segedu
 from segedu import unet
+from segedu.core.utils import count_parameters
 from segedu.train import segmentation_loss, train_one_epoch
-from segedu.utils import count_parameters
 
 SMALL = {"base": 4, "batch_norm": True}
 

@@ -1,9 +1,9 @@
-"""Shared helpers in ``segedu.utils``."""
+"""Shared helpers in ``segedu.core.utils``."""
 
 import torch
 from torch import nn
 
-from segedu.utils import saved_activation_bytes
+from segedu.core.utils import saved_activation_bytes
 
 
 def test_saved_activation_bytes_counts_what_autograd_keeps_by_hand():

@@ -1,4 +1,4 @@
-"""segedu.viz: palette, coloured masks, overlays and prediction grids (headless, Agg)."""
+"""segedu.tools.viz: palette, coloured masks, overlays and prediction grids (headless, Agg)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from segedu.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from segedu.viz import (  # noqa: E402
+from segedu.tools.viz import (  # noqa: E402
     VOC_PALETTE,
     colorize,
     denormalize,

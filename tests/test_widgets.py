@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from segedu import widgets
+from segedu.tools import widgets
 
 SIGNATURES = {"png": b"\x89PNG", "jpeg": b"\xff\xd8\xff"}
 
@@ -181,7 +181,7 @@ def test_widgets_accept_an_image_tensor_and_reject_a_bad_one():
 
 
 def test_aspp_valid_weight_curve_matches_the_receptive_arithmetic():
-    from segedu.receptive import aspp_taps
+    from segedu.tools.receptive import aspp_taps
 
     curve = widgets._valid_weight_curve(33)  # vectorised for the plot
     by_rate = [aspp_taps(513, 16, [rate])[0].valid_fraction for rate in range(1, 67)]

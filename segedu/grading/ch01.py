@@ -1,7 +1,7 @@
 """Chapter 1 exercises (FCN): the functions students write in ``01_fcn.ipynb``.
 
 Each exercise's reference is the implementation in :mod:`segedu.fcn` or
-:mod:`segedu.receptive`. Case inputs are built from seeded generators, so the student's
+:mod:`segedu.tools.receptive`. Case inputs are built from seeded generators, so the student's
 process and the grader's build the same tensors.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.sizes import conv_output_size, conv_transpose_output_size
 from ..fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
-from ..receptive import conv_output_size, conv_transpose_output_size
 from .exercise import Case, Exercise, register, seeded_randn
 
 __all__ = ["EXERCISES"]

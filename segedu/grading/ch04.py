@@ -1,6 +1,6 @@
 """Chapter 4 exercises (PSPNet): the functions students write in ``04_pspnet.ipynb``.
 
-Each exercise's reference is the implementation in :mod:`segedu.receptive`,
+Each exercise's reference is the implementation in :mod:`segedu.tools.receptive`,
 :mod:`segedu.pspnet` or :mod:`segedu.train`. Case inputs are built from seeded generators, so
 the student's process and the grader's build the same tensors and modules.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from ..core.sizes import adaptive_pool_regions
 from ..pspnet import PyramidPoolingModule, pyramid_pool
-from ..receptive import adaptive_pool_regions
 from ..train import segmentation_loss
 from .ch01 import _as_tensor, _const, _randn
 from .exercise import Case, Exercise, case_generator, register

@@ -1,7 +1,7 @@
 """Chapter 5 exercises (DeepLab): the functions students write in ``05_deeplab.ipynb``.
 
 Each exercise's reference is the implementation in :mod:`segedu.deeplab` or
-:mod:`segedu.receptive`. Case inputs are built from seeded generators, so the student's
+:mod:`segedu.tools.receptive`. Case inputs are built from seeded generators, so the student's
 process and the grader's build the same tensors.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.sizes import atrous_taps_inside
 from ..deeplab import ASPP, dilate_kernel, image_pooling
-from ..receptive import atrous_taps_inside
 from .ch01 import _as_int, _as_tensor, _const
 from .exercise import Case, Exercise, register, seeded_randn
 

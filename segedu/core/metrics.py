@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .validation import check_logits_and_target, check_mask
+from .validation import check_logits_and_target, check_mask, check_num_classes
 
 __all__ = ["ConfusionMatrix", "format_report", "boundary_f1", "boundary_band"]
 
@@ -62,9 +62,7 @@ class ConfusionMatrix:
         ignore_index: int | None = 255,
         device: torch.device | str | None = None,
     ) -> None:
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.ignore_index = ignore_index
         # rows = ground-truth class, columns = predicted class
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)

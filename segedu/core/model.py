@@ -1,5 +1,6 @@
-"""Building blocks shared by several chapters.
+"""The base segmentation model and the helpers every network shares.
 
+* :func:`scaled` — the width multiplier on channel counts.
 * :func:`resize_to` — bilinear resize of logits to the input's size (the last step of
   every network that predicts at a lower resolution).
 * :class:`SegmentationModel` — the composition every ResNet-based model in the course uses,
@@ -7,7 +8,7 @@
   returns named feature maps, a classifier head on the deepest one, an optional auxiliary
   head on an intermediate one, and both upsampled to the input size.
 
-The model contract (see ``course-design.md``): ``model(x)`` returns a dict with ``"out"``,
+The model contract (the README's "How the pieces fit"): ``model(x)`` returns a dict with ``"out"``,
 logits (N, num_classes, H, W) at the input's H, W; a model built with an auxiliary head
 adds ``"aux"`` of the same shape.
 """
@@ -22,7 +23,15 @@ from torch import nn
 
 from .validation import check_image_batch
 
-__all__ = ["resize_to", "SegmentationModel"]
+__all__ = ["scaled", "resize_to", "SegmentationModel"]
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels * width`` rounded, at least 1 — the width multiplier every network uses (the
+    CPU profile builds the paper's architectures at ``width=0.125``)."""
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}.")
+    return max(1, int(round(channels * width)))
 
 
 def resize_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -45,7 +54,14 @@ class SegmentationModel(nn.Module):
 
     The attribute names ``backbone``, ``classifier`` and ``aux_classifier`` are part of the
     state_dict and match torchvision's segmentation models, so their weights load strictly.
+
+    A subclass sets ``min_input_size`` (the smallest input side its deepest map can take) and,
+    for a head that reads more than one map (DeepLab v3+'s decoder), overrides
+    :meth:`classifier_inputs`.
     """
+
+    #: The smallest input side this network accepts; smaller inputs get a clear ValueError.
+    min_input_size: int = 1
 
     def __init__(
         self,
@@ -67,12 +83,17 @@ class SegmentationModel(nn.Module):
         self.aux_layer = aux_layer
         self.in_channels = in_channels
 
+    def classifier_inputs(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """What the classifier is called with: the deepest map, ``features[out_layer]``."""
+        return (features[self.out_layer],)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_channels)
+        check_image_batch(x, self.in_channels, min_size=self.min_input_size)
         size = x.shape[-2:]
-        features = self.backbone.forward_features(x)
+        features = self.backbone.forward_features(x)      # named maps, strides 4 .. 32
         result: dict[str, torch.Tensor] = OrderedDict()
-        result["out"] = resize_to(self.classifier(features[self.out_layer]), size)
+        logits = self.classifier(*self.classifier_inputs(features))  # (N, C, h, w)
+        result["out"] = resize_to(logits, size)                      # (N, C, H, W)
         if self.aux_classifier is not None:
             result["aux"] = resize_to(self.aux_classifier(features[self.aux_layer]), size)
         return result

@@ -1,4 +1,4 @@
-"""Input checks shared by every model, metric and dataset.
+"""Input checks (and the conventions they check) shared by every model, metric and dataset.
 
 A learner who passes the wrong thing should read what was expected, what came, and what
 to do — not a shape error from deep inside a convolution. Every public entry point calls
@@ -9,7 +9,35 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_image_batch", "check_mask", "check_logits_and_target"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IGNORE_INDEX",
+    "check_num_classes",
+    "check_image_batch",
+    "check_mask",
+    "check_logits_and_target",
+]
+
+#: Per-channel mean and std of ImageNet. Pretrained backbones expect inputs normalised with
+#: these, so we use them everywhere (also for from-scratch models: one convention, no surprises).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Mask value meaning "no label here": losses and metrics skip these pixels. PASCAL VOC marks
+#: object boundaries and ambiguous regions with 255, and so do we.
+IGNORE_INDEX = 255
+
+
+def check_num_classes(num_classes: object) -> int:
+    """Check that ``num_classes`` is a positive int (not a bool, not a float) and return it.
+
+    Every model factory, the zoo and the confusion matrix call this, so ``fcn8s(0)`` and
+    ``ConfusionMatrix(2.5)`` fail with the same clear message.
+    """
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    return num_classes
 
 
 def check_image_batch(

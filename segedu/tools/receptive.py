@@ -1,23 +1,19 @@
-"""Size arithmetic for convolutions, pooling and transposed convolutions (pure functions).
+"""Receptive fields: which input pixels can this unit see? (chapters 1, 4, 5 and 6)
 
-Every chapter asks "how big is the map after this layer?". The answers are the formulas in
-PyTorch's ``nn.Conv2d`` / ``nn.ConvTranspose2d`` documentation, written out once here so a
-notebook can compute a size by hand and check it against the module.
+The theoretical receptive field of any stack or backbone, walked from the modules themselves
+(:func:`receptive_field`); the effective receptive field measured by gradients
+(:func:`effective_receptive_field`); the sampling pattern of stacked dilated convolutions
+(:func:`dilated_sampling`, gridding); the taps of ASPP branches (:func:`aspp_taps`) and the
+cells of a pyramid pooling module (:func:`ppm_cells`). :mod:`segedu.tools.widgets` draws all of
+them; nothing here needs a widget. The size arithmetic underneath ("how big is the map after
+this layer?") is :mod:`segedu.core.sizes`.
 
-    conv / pool:     out = floor((n + 2p - d(k - 1) - 1) / s) + 1      (ceil with ceil_mode)
-    transposed conv: out = (n - 1) s - 2p + d(k - 1) + output_padding + 1
-
-The second half asks "which input pixels can this unit see?": the theoretical receptive field
-of any stack or backbone, walked from the modules themselves (:func:`receptive_field`), the
-effective receptive field measured by gradients (:func:`effective_receptive_field`), the
-sampling pattern of stacked dilated convolutions (:func:`dilated_sampling`, gridding), the taps
-of ASPP branches (:func:`aspp_taps`) and the cells of a pyramid pooling module
-(:func:`ppm_cells`). ``segedu.widgets`` draws all of them; nothing here needs a widget.
+This is a tool, above the chapters: it knows how to walk the course's own networks (VGG16,
+ResNet, FCN, the backbone + head models), so it imports them; no chapter imports it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,189 +21,34 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import resnet as tv_resnet
+from torchvision.models import vgg as tv_vgg
+
+from ..backbones import VGG16, Bottleneck, ResNet
+from ..core.model import SegmentationModel
+from ..core.sizes import (
+    adaptive_pool_regions,
+    atrous_taps_inside,
+    effective_kernel_size,
+    resnet_feature_size,
+)
+from ..fcn import FCN
 
 __all__ = [
-    "conv_output_size",
-    "conv_transpose_output_size",
-    "stack_output_size",
-    "effective_kernel_size",
-    "adaptive_pool_regions",
-    "atrous_taps_inside",
     "RFRow",
     "receptive_field",
     "register_main_path",
     "EffectiveRF",
     "effective_receptive_field",
     "dilated_sampling",
+    "sampling_profile",
     "DilationCoverage",
     "dilated_coverage",
     "ASPPBranch",
-    "resnet_feature_size",
     "aspp_taps",
+    "aspp_valid_fraction",
     "ppm_cells",
 ]
-
-
-def _check_size_args(size: int, kernel_size: int, stride: int, dilation: int) -> None:
-    for name, value in (("size", size), ("kernel_size", kernel_size),
-                        ("stride", stride), ("dilation", dilation)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def conv_output_size(
-    size: int,
-    kernel_size: int,
-    stride: int = 1,
-    padding: int = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
-) -> int:
-    """Output length of a convolution or pooling layer along one axis.
-
-    ``floor((size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``.
-    With ``ceil_mode=True`` (pooling only) the division rounds up, but, as in PyTorch, the
-    last window must start inside the input or the left padding.
-
-    >>> conv_output_size(65, kernel_size=3, padding=12, dilation=12)   # an ASPP branch keeps size
-    65
-
-    Raises:
-        ValueError: if the (dilated) kernel does not fit into the padded input.
-    """
-    _check_size_args(size, kernel_size, stride, dilation)
-    span = dilation * (kernel_size - 1) + 1  # extent of the dilated kernel
-    room = size + 2 * padding - span
-    if ceil_mode:  # the last window may hang over the right edge, but must start inside
-        out = math.ceil(room / stride) + 1
-        if (out - 1) * stride >= size + padding:
-            out -= 1
-        if out >= 1:
-            return out
-    if room < 0:
-        raise ValueError(
-            f"a kernel spanning {span} pixels (kernel_size={kernel_size}, dilation={dilation}) "
-            f"does not fit into an input of {size} pixels padded by {padding} on each side."
-        )
-    return room // stride + 1
-
-
-def conv_transpose_output_size(
-    size: int,
-    kernel_size: int,
-    stride: int = 1,
-    padding: int = 0,
-    output_padding: int = 0,
-    dilation: int = 1,
-) -> int:
-    """Output length of a transposed convolution along one axis.
-
-    ``(size - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1``.
-    FCN's upsampling layers use kernel 2s, stride s, padding s/2, which gives exactly
-    ``size * s`` (kernel 4/stride 2/padding 1 doubles).
-    """
-    _check_size_args(size, kernel_size, stride, dilation)
-    if not 0 <= output_padding < max(stride, dilation):
-        raise ValueError(
-            f"output_padding must be in [0, max(stride, dilation)) = [0, {max(stride, dilation)}), "
-            f"got {output_padding}."
-        )
-    out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
-    if out < 1:
-        raise ValueError(
-            f"padding {padding} removes the whole output of a transposed convolution on "
-            f"{size} pixels (kernel_size={kernel_size}, stride={stride})."
-        )
-    return out
-
-
-def _pair_first(value: int | tuple[int, ...]) -> int:
-    return value[0] if isinstance(value, tuple) else value
-
-
-def stack_output_size(size: int, layers: Iterable[nn.Module]) -> int:
-    """Push a length through a sequence of layers, using the formulas above.
-
-    Handles ``Conv2d``, ``MaxPool2d``/``AvgPool2d`` and ``ConvTranspose2d`` (square
-    parameters); layers that keep the size (activations, BatchNorm, Dropout) pass through.
-    Anything else raises ``ValueError``, so a wrong answer is never silent.
-    """
-    passthrough = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.Identity)
-    for layer in layers:
-        if isinstance(layer, nn.ConvTranspose2d):
-            size = conv_transpose_output_size(
-                size, _pair_first(layer.kernel_size), _pair_first(layer.stride),
-                _pair_first(layer.padding), _pair_first(layer.output_padding),
-                _pair_first(layer.dilation))
-        elif isinstance(layer, nn.Conv2d):
-            size = conv_output_size(
-                size, _pair_first(layer.kernel_size), _pair_first(layer.stride),
-                _pair_first(layer.padding), _pair_first(layer.dilation))
-        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-            stride = layer.stride if layer.stride is not None else layer.kernel_size
-            dilation = getattr(layer, "dilation", 1)
-            size = conv_output_size(
-                size, _pair_first(layer.kernel_size), _pair_first(stride),
-                _pair_first(layer.padding), _pair_first(dilation), ceil_mode=layer.ceil_mode)
-        elif isinstance(layer, passthrough):
-            continue
-        else:
-            raise ValueError(f"stack_output_size does not know how {type(layer).__name__} "
-                             "changes the size.")
-    return size
-
-
-# --------------------------------------------------------------------------------------------
-# Dilation and pooling bins (chapters 4 and 5)
-# --------------------------------------------------------------------------------------------
-
-
-def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
-    """Extent of a dilated kernel: ``dilation * (kernel_size - 1) + 1``.
-
-    A 3x3 kernel at rate 12 spans 25 pixels but still has only 9 taps (DeepLab's "atrous"
-    convolution: a larger field of view at the same cost).
-    """
-    _check_size_args(1, kernel_size, 1, dilation)
-    return dilation * (kernel_size - 1) + 1
-
-
-def adaptive_pool_regions(size: int, bins: int) -> list[tuple[int, int]]:
-    """The input pixels ``[start, end)`` that each of ``bins`` adaptive-pooling cells averages.
-
-    As PyTorch's ``AdaptiveAvgPool2d`` defines them (one axis): cell ``i`` covers
-    ``start = floor(i * size / bins)`` to ``end = ceil((i + 1) * size / bins)``. When ``bins``
-    does not divide ``size`` neighbouring cells overlap or differ in length; when ``bins > size``
-    cells repeat pixels (a 6-bin over a 4-pixel map).
-
-    >>> adaptive_pool_regions(7, 3)
-    [(0, 3), (2, 5), (4, 7)]
-    """
-    _check_size_args(size, 1, 1, 1)
-    if int(bins) != bins or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
-    return [((i * size) // bins, -((-(i + 1) * size) // bins)) for i in range(bins)]
-
-
-def atrous_taps_inside(size: int, dilation: int, kernel_size: int = 3,
-                       position: int | None = None) -> int:
-    """How many of a dilated kernel's taps land inside a map of ``size`` pixels (one axis).
-
-    The kernel is centred at ``position`` (default: the centre pixel, ``(size - 1) // 2``);
-    taps that fall into the zero padding see nothing. With ``dilation >= size`` only the
-    centre tap of a 3x3 kernel remains, and the atrous branch degenerates into a 1x1 conv
-    (DeepLab v3, Sec. 3.3). Square kernels: the 2-D count is this number squared.
-
-    >>> atrous_taps_inside(33, 12), atrous_taps_inside(33, 24), atrous_taps_inside(9, 12)
-    (3, 1, 1)
-    """
-    _check_size_args(size, kernel_size, 1, dilation)
-    centre = (size - 1) // 2 if position is None else position
-    if not 0 <= centre < size:
-        raise ValueError(f"position must be inside the map [0, {size}), got {position}.")
-    half = kernel_size // 2
-    offsets = [dilation * (j - half) for j in range(kernel_size)]
-    return sum(0 <= centre + o < size for o in offsets)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,14 +139,7 @@ def register_main_path(cls: type, names: Sequence[str]) -> None:
 
 def _main_paths() -> tuple[dict[type, tuple[str, ...]], tuple[type, ...]]:
     """Forward order of the networks the course knows, and the VGG classes (whose layers get the
-    paper's names). Imported here, not at the top: those modules import this one."""
-    from torchvision.models import resnet as tv_resnet
-    from torchvision.models import vgg as tv_vgg
-
-    from .backbones import VGG16, Bottleneck, ResNet
-    from .fcn import FCN
-    from .layers import SegmentationModel
-
+    paper's names)."""
     stem_and_stages = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     bottleneck = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
     paths = {
@@ -372,7 +206,7 @@ def _geometry(name: str, layer: nn.Module) -> tuple[str, int, int, int, int] | N
         raise ValueError(
             f"receptive_field does not know how {type(layer).__name__} at '{name}' changes the "
             "field. Pass a list of its conv/pool layers, or register the module's main path "
-            "with segedu.receptive.register_main_path(cls, attribute_names).")
+            "with segedu.tools.receptive.register_main_path(cls, attribute_names).")
     stride = layer.stride if layer.stride is not None else layer.kernel_size
     return (kind, _square(layer.kernel_size, "kernel", name), _square(stride, "stride", name),
             _square(layer.padding, "padding", name),
@@ -599,10 +433,12 @@ def effective_receptive_field(
 # --------------------------------------------------------------------------------------------
 
 
-def _sampling_1d(rates: Sequence[int], kernel_size: int) -> torch.Tensor:
+def sampling_profile(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor:
+    """One axis of :func:`dilated_sampling`: for each input pixel of the stack's field, how many
+    paths lead to it from the centre output unit (int64, length = the field's size). An empty
+    ``rates`` is the identity: one pixel, one path."""
     counts = torch.ones(1, dtype=torch.float64)
     for rate in rates:
-        _check_size_args(1, kernel_size, 1, rate)
         taps = torch.zeros(effective_kernel_size(kernel_size, rate), dtype=torch.float64)
         taps[::rate] = 1  # a dilated kernel: k ones, rate - 1 zeros between them
         counts = F.conv1d(counts.view(1, 1, -1), taps.view(1, 1, -1),
@@ -624,7 +460,7 @@ def dilated_sampling(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
     """
     if len(rates) == 0:
         raise ValueError("rates must list at least one dilation rate.")
-    line = _sampling_1d(rates, kernel_size)
+    line = sampling_profile(rates, kernel_size)
     return line[:, None] * line[None, :]
 
 
@@ -656,7 +492,7 @@ def dilated_coverage(rates: Sequence[int], kernel_size: int = 3) -> DilationCove
     """
     if len(rates) == 0:
         raise ValueError("rates must list at least one dilation rate.")
-    line = _sampling_1d(rates, kernel_size) > 0
+    line = sampling_profile(rates, kernel_size) > 0
     seen = torch.nonzero(line).flatten()
     gap = int((seen[1:] - seen[:-1]).max()) if seen.numel() > 1 else 1
     return DilationCoverage(len(line), int(line.sum()) ** 2, len(line) ** 2, gap)
@@ -665,21 +501,6 @@ def dilated_coverage(rates: Sequence[int], kernel_size: int = 3) -> DilationCove
 # --------------------------------------------------------------------------------------------
 # ASPP taps and PPM cells (chapters 5 and 4)
 # --------------------------------------------------------------------------------------------
-
-
-def resnet_feature_size(input_size: int, output_stride: int) -> int:
-    """Side of a (dilated) ResNet's last feature map for an ``input_size`` image.
-
-    The stem (7x7/2 conv, 3x3/2 max-pool) gives stride 4; each stride-2 3x3 conv that is not
-    replaced by dilation halves again. 513 gives 33 at output stride 16 and 65 at 8 (DeepLab).
-    """
-    if output_stride not in (4, 8, 16, 32):
-        raise ValueError(f"output_stride must be 4, 8, 16 or 32, got {output_stride}.")
-    size = conv_output_size(input_size, 7, 2, 3)
-    size = conv_output_size(size, 3, 2, 1)
-    for _ in range(int(math.log2(output_stride // 4))):
-        size = conv_output_size(size, 3, 2, 1)
-    return size
 
 
 @dataclass(frozen=True)
@@ -714,11 +535,19 @@ def aspp_taps(input_size: int, output_stride: int = 16, rates: Sequence[int] = (
     branches = []
     for rate in rates:
         at_centre = atrous_taps_inside(size, rate, kernel_size)
-        mean_1d = sum(atrous_taps_inside(size, rate, kernel_size, position=p)
-                      for p in range(size)) / (size * kernel_size)
         branches.append(ASPPBranch(int(rate), effective_kernel_size(kernel_size, rate), size,
-                                   at_centre, at_centre ** 2, mean_1d ** 2))
+                                   at_centre, at_centre ** 2,
+                                   aspp_valid_fraction(size, rate, kernel_size)))
     return branches
+
+
+def aspp_valid_fraction(map_size: int, rate: int, kernel_size: int = 3) -> float:
+    """The share of a square atrous kernel's weights that land on a ``map_size`` map rather than
+    its zero padding, averaged over every output position (DeepLab v3, Fig. 4: it falls towards
+    1/9 as the rate approaches the map size)."""
+    mean_1d = sum(atrous_taps_inside(map_size, rate, kernel_size, position=p)
+                  for p in range(map_size)) / (map_size * kernel_size)
+    return mean_1d ** 2
 
 
 def ppm_cells(height: int, width: int, bins: int) -> list[tuple[int, int, int, int]]:

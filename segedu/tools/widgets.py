@@ -2,20 +2,21 @@
 
 Each is one call in a notebook and returns an ``ipywidgets`` box::
 
-    from segedu.widgets import receptive_field_explorer
+    from segedu.tools.widgets import receptive_field_explorer
     receptive_field_explorer()                 # chapters 1 and 6
 
     dilation_explorer()                        # chapter 5: rates -> sampling grid, gridding
     aspp_explorer()                            # chapter 5: output stride and rates -> taps
     ppm_explorer()                             # chapter 4: bins and map size -> cells
 
-The arithmetic is :mod:`segedu.receptive` (pure functions, tested on their own); this module only
-draws it. How it draws: each explorer owns one matplotlib ``Figure`` (not pyplot, so nothing is
-displayed twice or leaked) and, on every change, redraws its axes and swaps the PNG shown by an
-``ipywidgets.Image``. Swapping an image's bytes does not flicker and needs neither ipympl nor a
-particular matplotlib backend, so the same code runs in JupyterLab, classic Notebook, VS Code and
-Colab (whose ``%matplotlib widget`` needs extra setup). An error in a callback is shown in the
-explorer (and kept in ``.last_error``) instead of vanishing into the kernel log.
+The arithmetic is :mod:`segedu.tools.receptive` (pure functions, tested on their own); this
+module only draws it. How it draws: each explorer owns one matplotlib ``Figure`` (not pyplot,
+so nothing is displayed twice or leaked) and, on every change, redraws its axes and swaps the
+PNG shown by an ``ipywidgets.Image``. Swapping an image's bytes does not flicker and needs
+neither ipympl nor a particular matplotlib backend, so the same code runs in JupyterLab,
+classic Notebook, VS Code and Colab (whose ``%matplotlib widget`` needs extra setup). An error
+in a callback is shown in the explorer (and kept in ``.last_error``) instead of vanishing into
+the kernel log.
 
 For tests and for curious learners, every explorer exposes ``.controls`` (name -> widget),
 ``.figure``, ``.image``, ``.summary`` (an HTML widget), ``.last_result`` and ``.renders``.
@@ -35,10 +36,16 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import cbook
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 from torch import nn
 
+from ..backbones import resnet50, resnet101, vgg16
+from ..core.sizes import adaptive_pool_regions
+from ..data import SyntheticShapes
+from ..fcn import fcn8s
 from . import receptive
 
 __all__ = [
@@ -61,14 +68,9 @@ def sample_image(size: int | tuple[int, int] = 224) -> np.ndarray:
     in [0, 1], centre-cropped and resized to ``size``; a synthetic-shapes image if it is missing."""
     h, w = (size, size) if isinstance(size, int) else size
     try:
-        from matplotlib import cbook
-        from PIL import Image
-
         photo = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
         array = np.asarray(photo.convert("RGB"), dtype=np.float32) / 255
     except (OSError, ValueError):
-        from .data import SyntheticShapes
-
         array = SyntheticShapes("val", size=max(h, w, 16))[0][0].permute(1, 2, 0).numpy()
     return _resize(_centre_crop(array, w / h), h, w)
 
@@ -120,7 +122,7 @@ class _Explorer(widgets.VBox):
 
     Each explorer below subclasses it with two methods: ``_compute()`` returns
     ``(result, summary_html)`` from the controls' values (the pure functions of
-    :mod:`segedu.receptive`), and ``_draw(result)`` draws it on ``self.figure``.
+    :mod:`segedu.tools.receptive`), and ``_draw(result)`` draws it on ``self.figure``.
     """
 
     #: PNG keeps lines and text sharp; an explorer that shows a photo uses JPEG (a quarter of
@@ -204,9 +206,6 @@ class _Explorer(widgets.VBox):
 
 def _builtin_models() -> dict[str, Callable[[], nn.Module]]:
     """Narrow networks: the geometry does not depend on the width, and the ERF is fast."""
-    from .backbones import resnet50, resnet101, vgg16
-    from .fcn import fcn8s
-
     return {
         "VGG16": lambda: vgg16(width=0.125, include_top=False),
         "FCN-8s (VGG16 to score_fr)": lambda: _scorers_randomised(
@@ -392,7 +391,7 @@ def receptive_field_explorer(model: nn.Module | str | None = None, image=None,
     ``model`` is the name of a built-in network to start with ("VGG16", "FCN-8s (VGG16 to
     score_fr)", "ResNet-50", "ResNet-50, dilated (output stride 8)", "ResNet-101"; built at
     width 0.125 — the field does not depend on the width) or your own ``nn.Module`` (any model
-    :func:`segedu.receptive.receptive_field` can walk). ``image``: (3, H, W) in [0, 1] or
+    :func:`segedu.tools.receptive.receptive_field` can walk). ``image``: (3, H, W) in [0, 1] or
     (H, W, 3); default a photo from matplotlib's sample data."""
     return ReceptiveFieldExplorer(model, image, input_size)
 
@@ -476,7 +475,7 @@ class DilationExplorer(_Explorer):
         # Left: the 1-D pattern after each layer (rows), aligned on the centre.
         rows = []
         for i in range(1, len(rates) + 1):
-            line = receptive._sampling_1d(rates[:i], k).numpy()
+            line = receptive.sampling_profile(rates[:i], k).numpy()
             pad = (size - len(line)) // 2
             rows.append(np.pad(line, (pad, size - len(line) - pad)))
         strip = np.array(rows, dtype=float)
@@ -515,7 +514,7 @@ def dilation_explorer(rates: Sequence[int] = (2, 2, 2), kernel_size: int = 3,
 
 def _describe_axis(size: int, bins: int) -> tuple[str, int]:
     """Cell lengths along one axis ("10" or "10–11") and how many neighbours overlap."""
-    regions = receptive.adaptive_pool_regions(size, bins)
+    regions = adaptive_pool_regions(size, bins)
     lengths = sorted({b - a for a, b in regions})
     overlaps = sum(1 for (_, b), (a, _) in zip(regions, regions[1:], strict=False) if a < b)
     return (f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}–{lengths[-1]}"), overlaps
@@ -607,13 +606,8 @@ def ppm_explorer(image=None, bins: Sequence[int] = (1, 2, 3, 6), size: int = 60)
 
 @functools.lru_cache(maxsize=16)
 def _valid_weight_curve(size: int) -> np.ndarray:
-    """``valid_fraction`` of :func:`segedu.receptive.aspp_taps` for rates 1..2*size at once
-    (3x3 kernel, averaged over all positions of a size x size map)."""
-    rates = np.arange(1, 2 * size + 1)[:, None, None]
-    positions = np.arange(size)[None, :, None]
-    taps = positions + rates * np.array([-1, 0, 1])[None, None, :]
-    inside = ((taps >= 0) & (taps < size)).sum(-1).mean(-1) / 3  # per rate, one axis
-    return inside ** 2
+    """:func:`segedu.tools.receptive.aspp_valid_fraction` for rates 1..2*size (3x3 kernel)."""
+    return np.array([receptive.aspp_valid_fraction(size, rate) for rate in range(1, 2 * size + 1)])
 
 
 class ASPPExplorer(_Explorer):

@@ -17,8 +17,13 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .validation import check_image_batch, check_logits_and_target, check_mask
+from ..core.validation import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_image_batch,
+    check_logits_and_target,
+    check_mask,
+)
 
 __all__ = ["VOC_PALETTE", "palette", "colorize", "denormalize", "overlay", "show_predictions"]
 

@@ -1,0 +1,68 @@
+"""Backbones written from scratch, one module per family (as torchvision's ``models`` does):
+
+* :mod:`~segedu.backbones.vgg` — VGG16 and VGG16-BN (Simonyan & Zisserman, 2015);
+* :mod:`~segedu.backbones.resnet` — ResNet-50/101 with dilation (He et al., CVPR 2016);
+* :mod:`~segedu.backbones.mobilenet` — MobileNetV3-Large (Howard et al., ICCV 2019);
+* :mod:`~segedu.backbones.xception` — the aligned Xception-65 of DeepLab v3+ (Chen et al., 2018).
+
+Every network here except Xception (torchvision has none) has the same module names, and so
+the same ``state_dict`` keys and shapes, as torchvision's model of the same name. That is how a
+learner gets real ImageNet weights into code they can read:
+``model.load_state_dict(torchvision_model.state_dict())`` with ``strict=True`` (see
+:func:`segedu.core.weights.load_imagenet_weights`).
+
+Segmentation networks use a backbone as a feature extractor. Each backbone has
+``forward_features(x) -> dict[str, Tensor]`` returning named intermediate maps
+(``pool1``..``pool5`` for VGG, ``layer1``..``layer4`` for ResNet, ``C0``..``C5`` for
+MobileNetV3, ``entry_block1``..``out`` for Xception) and ``feature_channels``, the channel
+count of each; MobileNetV3 and Xception also have ``feature_strides``, the output stride of
+each map. ``include_top=False`` drops the ImageNet classifier, as torchvision's
+``IntermediateLayerGetter`` does.
+
+Two course-specific options, both off by default:
+
+* ``width`` multiplies every channel count (``width=0.125`` gives a VGG16 with 8..64 channels,
+  :func:`segedu.core.model.scaled`). The CPU profile trains the *same* architecture at reduced
+  width, because a 134M-parameter FCN cannot learn anything in a CPU minute. Only ``width=1``
+  matches torchvision.
+* ``batch_norm=True`` for VGG16 gives torchvision's ``vgg16_bn`` (SegNet's encoder).
+
+Layer: backbones import only :mod:`segedu.core`; chapters import backbones.
+"""
+
+from .mobilenet import (
+    MOBILENET_V3_LARGE_CONFIG,
+    ConvBNActivation,
+    InvertedResidual,
+    MobileNetV3,
+    MobileNetV3Features,
+    SqueezeExcitation,
+    mobilenet_v3_large,
+)
+from .resnet import RESNETS, Bottleneck, ResNet, resnet50, resnet101, resnet_by_name
+from .vgg import VGG16, VGG16_CONFIG, vgg16, vgg16_bn
+from .xception import SeparableConv2d, Xception, XceptionBlock, xception65
+
+__all__ = [
+    "VGG16_CONFIG",
+    "VGG16",
+    "vgg16",
+    "vgg16_bn",
+    "Bottleneck",
+    "ResNet",
+    "resnet50",
+    "resnet101",
+    "RESNETS",
+    "resnet_by_name",
+    "MOBILENET_V3_LARGE_CONFIG",
+    "ConvBNActivation",
+    "SqueezeExcitation",
+    "InvertedResidual",
+    "MobileNetV3Features",
+    "MobileNetV3",
+    "mobilenet_v3_large",
+    "SeparableConv2d",
+    "XceptionBlock",
+    "Xception",
+    "xception65",
+]
