@@ -23,8 +23,8 @@ conv2_1_D: 128 -> 64). The reference's last layer, conv1_1_D, is a 3x3 conv from
 the classes, with no BN or ReLU: the input of the soft-max; here it is ``classifier``. With
 biases on every conv (as in the reference and in torchvision's VGG16-BN) and 11 classes (CamVid)
 that is **29,449,355 parameters**: encoder 14,723,136 (14,714,688 of them the 13 convs),
-decoder and classifier 14,726,219. The paper quotes 29.5M; 29.44M (paper-facts.md) is this
-count truncated rather than rounded.
+decoder and classifier 14,726,219. The paper quotes 29.5M, this count rounded (29.44M, a figure
+that circulates, is it truncated).
 
 **Where we differ from the paper, and why.**
 

@@ -32,3 +32,12 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say the random test order's seed even under -q, so a failure can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(
+            f"test order: random (pytest-randomly), seed {seed}; replay it with "
+            f"python3 -m pytest -p randomly --randomly-seed={seed}")

@@ -45,7 +45,7 @@ def test_dilated_resnet50_matches_torchvision_and_keeps_stride_8():
     dilation = [False, True, True]
     ours = B.resnet50(replace_stride_with_dilation=dilation)
     _assert_same_network(ours, torchvision.models.resnet50(replace_stride_with_dilation=dilation))
-    # The dilation pattern from paper-facts: layer3 block 0 dilation 1, rest 2; layer4 2, rest 4.
+    # torchvision's dilation pattern: layer3 block 0 dilation 1, rest 2; layer4 2, rest 4.
     assert [b.conv2.dilation[0] for b in ours.layer3] == [1] + [2] * 5
     assert [b.conv2.dilation[0] for b in ours.layer4] == [2, 4, 4]
     feats = B.resnet50(replace_stride_with_dilation=dilation, include_top=False).forward_features(

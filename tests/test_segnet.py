@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from contract import assert_logits_at_input_size
 from torch import nn
 
 import segedu
@@ -31,7 +32,7 @@ def test_segnet_has_the_papers_29_5m_parameters_for_11_classes():
     classifier = 9 * 64 * 11 + 11
     assert count_parameters(model.encoder) == encoder == 14_723_136
     assert total == encoder + decoder + classifier == 29_449_355
-    assert abs(total - 29.5e6) < 0.1e6  # the paper: "29.5M"; paper-facts: 29.44M (truncated)
+    assert abs(total - 29.5e6) < 0.1e6  # the paper: "29.5M" (29,449,355 rounded)
 
 
 def test_segnet_encoder_is_vgg16s_13_convs_and_the_decoder_mirrors_them():
@@ -73,17 +74,11 @@ def test_segnet_encoder_loads_torchvision_vgg16_bn_features_strictly_and_gives_e
 @pytest.mark.parametrize("size", [(32, 32), (64, 64), (127, 127), (100, 151), (33, 200),
                                   (1, 1), (17, 5)])
 def test_segnet_output_matches_input_size_for_odd_sizes(size):
-    model = segnet.SegNet(5, **SMALL).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, *size))
-    assert list(out) == ["out"]
-    assert out["out"].shape == (2, 5, *size)
+    assert_logits_at_input_size(segnet.SegNet(5, **SMALL).eval(), size, 5)
 
 
 def test_full_width_segnet_runs_on_an_odd_size():
-    model = segnet.segnet(11).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 45, 70))["out"].shape == (1, 11, 45, 70)
+    assert_logits_at_input_size(segnet.segnet(11).eval(), (45, 70), 11, batch=1)
 
 
 def test_segnet_pools_round_up_so_odd_maps_keep_their_last_row():

@@ -11,7 +11,7 @@ every zoo factory must accept ``width``.
 capture the whole forward without a graph break and AOTAutograd must trace the backward, which
 is what breaks when a model does something compile cannot follow. Inductor's code generation
 (the default backend) takes close to a minute per model on a CPU, so its speed is measured in
-``benchmarks/compile_speed.py`` rather than here.
+``benchmarks/deploy_speed.py`` rather than here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import inspect
 
 import pytest
 import torch
+from contract import assert_logits_at_input_size
 
 import segedu
 from segedu.deploy import export_onnx, run_onnx
@@ -62,13 +63,7 @@ def test_every_zoo_factory_takes_num_classes_and_width_and_documents_itself(name
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("batch, size", [(1, (64, 64)), (2, (67, 45)), (1, (33, 100))])
 def test_every_zoo_model_returns_logits_at_the_input_size(name, batch, size):
-    model = small(name).eval()
-    with torch.no_grad():
-        out = model(torch.randn(batch, 3, *size))
-    assert isinstance(out, dict) and "out" in out, f"{name} must return a dict with 'out'"
-    assert tuple(out["out"].shape) == (batch, NUM_CLASSES, *size)
-    assert out["out"].dtype == torch.float32
-    assert torch.isfinite(out["out"]).all()
+    assert_logits_at_input_size(small(name).eval(), size, NUM_CLASSES, batch=batch, keys=None)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -30,39 +30,11 @@ Two course-specific options, both off by default:
 Layer: backbones import only :mod:`segedu.core`; chapters import backbones.
 """
 
-from .mobilenet import (
-    MOBILENET_V3_LARGE_CONFIG,
-    ConvBNActivation,
-    InvertedResidual,
-    MobileNetV3,
-    MobileNetV3Features,
-    SqueezeExcitation,
-    mobilenet_v3_large,
-)
-from .resnet import RESNETS, Bottleneck, ResNet, resnet50, resnet101, resnet_by_name
-from .vgg import VGG16, VGG16_CONFIG, vgg16, vgg16_bn
-from .xception import SeparableConv2d, Xception, XceptionBlock, xception65
+# As torchvision's ``models/__init__.py`` does: each family module lists its public names.
+from . import mobilenet, resnet, vgg, xception
+from .mobilenet import *  # noqa: F403
+from .resnet import *  # noqa: F403
+from .vgg import *  # noqa: F403
+from .xception import *  # noqa: F403
 
-__all__ = [
-    "VGG16_CONFIG",
-    "VGG16",
-    "vgg16",
-    "vgg16_bn",
-    "Bottleneck",
-    "ResNet",
-    "resnet50",
-    "resnet101",
-    "RESNETS",
-    "resnet_by_name",
-    "MOBILENET_V3_LARGE_CONFIG",
-    "ConvBNActivation",
-    "SqueezeExcitation",
-    "InvertedResidual",
-    "MobileNetV3Features",
-    "MobileNetV3",
-    "mobilenet_v3_large",
-    "SeparableConv2d",
-    "XceptionBlock",
-    "Xception",
-    "xception65",
-]
+__all__ = [*vgg.__all__, *resnet.__all__, *mobilenet.__all__, *xception.__all__]

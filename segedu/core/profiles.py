@@ -9,6 +9,12 @@ full-width network.
 
 Force a profile with ``get_profile("cpu")`` or the environment variable
 ``SEGEDU_PROFILE=cpu`` (useful to check the CPU path on a GPU machine).
+
+``SEGEDU_PROFILE=ci`` is the CPU profile shrunk to a smoke test (64 training images, one epoch):
+the test suite runs every lesson notebook with it, to prove that every cell runs and that the
+deterministic outputs (shapes, parameter counts, receptive fields) are reproduced, while the
+stored outputs a learner reads come from the full CPU profile. Never draw a conclusion from a
+``ci`` run: its models are barely trained.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ class Profile:
     dropout: float = 0.5  # FCN's fc6/fc7 dropout (0.5 in the paper)
     device: torch.device = torch.device("cpu")
 
+    def images(self, n: int) -> int:
+        """``n`` training images, capped at this profile's ``train_length`` (a notebook asks for
+        what its experiment needs; the CI profile's cap keeps the suite fast)."""
+        return n if self.train_length is None else min(n, self.train_length)
+
     def describe(self) -> str:
         net = ("full-width networks (as in the papers)" if self.width == 1.0 else
                f"networks at width x{self.width:g} of the paper's (same layers, fewer channels)")
@@ -56,6 +67,9 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", dataset="synthetic", image_size=64, width=0.125,
                    batch_norm=True, pretrained=False, batch_size=8, epochs=3, lr=3e-3,
                    train_length=2048, val_length=128, augment=False, dropout=0.1),
+    "ci": Profile(name="ci", dataset="synthetic", image_size=64, width=0.125,
+                  batch_norm=True, pretrained=False, batch_size=8, epochs=1, lr=3e-3,
+                  train_length=64, val_length=16, augment=False, dropout=0.1),
     "gpu": Profile(name="gpu", dataset="oxford_pet", image_size=256, width=1.0,
                    batch_norm=False, pretrained=True, batch_size=16, epochs=8, lr=1e-4),
 }

@@ -68,9 +68,7 @@ def load_imagenet_weights(model: nn.Module, arch: str, progress: bool = True) ->
     ``mobilenet_v3_large``. A model built with ``include_top=False`` receives everything but
     the classifier; otherwise the load is strict.
     """
-    if arch not in IMAGENET_WEIGHTS:
-        raise ValueError(f"no ImageNet weights for {arch!r}; choose one of "
-                         f"{sorted(IMAGENET_WEIGHTS)}.")
+    _check_known(arch, IMAGENET_WEIGHTS, "ImageNet weights")
     if getattr(model, "width", 1.0) != 1.0:
         raise ValueError(f"ImageNet weights exist only for width=1, this model has width="
                          f"{model.width}. Build it with width=1.0 to load them.")
@@ -96,9 +94,7 @@ def load_torchvision_weights(model: nn.Module, name: str, progress: bool = True)
 
     The weights have 21 classes and an aux head; a model without ``aux`` ignores the latter.
     """
-    if name not in SEGMENTATION_WEIGHTS:
-        raise ValueError(f"no torchvision weights for {name!r}; choose from "
-                         f"{sorted(SEGMENTATION_WEIGHTS)}.")
+    _check_known(name, SEGMENTATION_WEIGHTS, "torchvision segmentation weights")
     if getattr(model, "num_classes", 21) != 21:
         raise ValueError(f"torchvision's {name} weights predict 21 classes; build the model "
                          f"with num_classes=21 (got {model.num_classes}).")
@@ -107,3 +103,8 @@ def load_torchvision_weights(model: nn.Module, name: str, progress: bool = True)
         state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _check_known(name: str, table: dict[str, str], what: str) -> None:
+    if name not in table:
+        raise ValueError(f"no {what} for {name!r}; choose one of {sorted(table)}.")
