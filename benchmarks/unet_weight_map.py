@@ -32,14 +32,14 @@ from torch.utils.data import DataLoader
 import segedu
 from segedu.core.metrics import ConfusionMatrix
 from segedu.data import TouchingCells
-from segedu.unet import weight_map
 from segedu.train import fit, predict
-from segedu.unet import separated_cells
+from segedu.unet import separated_cells, weight_map
 
 
 def run(weighted: bool, seed: int, epochs: int, args: argparse.Namespace) -> dict[str, float]:
     profile = segedu.get_profile("cpu", device="cpu", verbose=False)
-    train = TouchingCells("train", length=args.train_images, seed=seed, weight_map=weight_map if weighted else None)
+    train = TouchingCells("train", length=args.train_images, seed=seed,
+                          weight_map=weight_map if weighted else None)
     val = TouchingCells("val", length=128, seed=seed)
     segedu.set_seed(seed)
     model = segedu.build_model("unet", 2, width=profile.width, in_channels=1,
