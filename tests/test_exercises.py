@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from segedu.grading import all_exercises, assign, grade_notebook
-from segedu.grading.notebook import cell_tags, chapter_of, exercise_ids, load_notebook
+from segedu.grading.engine.notebook import cell_tags, chapter_of, exercise_ids, load_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -48,7 +48,7 @@ def test_every_registered_exercise_has_an_answer_cell_in_its_chapters_solution_n
                 for path in SOLUTION_NOTEBOOKS}
     # Only the package's own chapters (tests may register toy exercises in this process).
     ours = [ex for ex in all_exercises()
-            if (ROOT / "segedu" / "grading" / f"{ex.chapter}.py").exists()]
+            if (ROOT / "segedu" / "grading" / "content" / f"{ex.chapter}.py").exists()]
     assert ours, "no chapter exercises registered"
     missing = [ex.id for ex in ours if ex.id not in answered.get(ex.chapter, set())]
     assert missing == [], (
@@ -80,7 +80,7 @@ def filled_in(name: str, directory: Path) -> Path:
     """The exercise notebook with the solution's answer cells put in: a perfect student."""
     import nbformat
 
-    from segedu.grading.notebook import cell_exercise_id
+    from segedu.grading.engine.notebook import cell_exercise_id
 
     solution = nbformat.read(SOLUTIONS / name, as_version=4)
     answers = {cell_exercise_id(c): c.source for c in solution.cells if cell_exercise_id(c)}

@@ -25,8 +25,8 @@ from segedu.grading import (
     graded_cells,
     make_exercise_notebook,
 )
-from segedu.grading.grader import format_points
-from segedu.grading.notebook import notebook_text, read_notebook
+from segedu.grading.engine.judge import format_points
+from segedu.grading.engine.notebook import notebook_text, read_notebook
 
 TOY_EXERCISES = '''
 import torch
@@ -342,7 +342,7 @@ def test_tampering_in_the_submission_cannot_raise_its_score(tmp_path, toy):
         tmp_path, toy,
         code("""
             import os, sys, torch, torch.testing
-            import segedu.grading.exercise as ex
+            import segedu.grading.engine.exercise as ex
             torch.testing.assert_close = lambda *args, **kwargs: None
             ex.compare = lambda *args, **kwargs: (True, "")
             print("score: 100 / 100")
@@ -538,8 +538,8 @@ def test_patching_torch_pytest_and_the_check_helpers_changes_no_score(tmp_path, 
         tmp_path, toy,
         code("""
             import sys, types, torch, torch.testing
-            import segedu, segedu.grading, segedu.grading.grader as grader
-            import segedu.grading.exercise as exercise
+            import segedu, segedu.grading, segedu.grading.engine.judge as grader
+            import segedu.grading.engine.exercise as exercise
             torch.testing.assert_close = lambda *args, **kwargs: None
             torch.allclose = torch.equal = lambda *args, **kwargs: True
             sys.modules["pytest"] = types.SimpleNamespace(approx=lambda x, **kw: x)
@@ -593,7 +593,7 @@ def test_calling_the_reference_implementation_earns_nothing_and_is_flagged(tmp_p
 
 
 def test_solutions_other_submissions_processes_and_outside_writes_are_refused(tmp_path, toy):
-    from segedu.grading.grader import _PACKAGE_ROOT
+    from segedu.grading.engine.judge import _PACKAGE_ROOT
 
     other = write(toy_solution(), tmp_path / "bob" / "90_toy.ipynb")
     solution = sorted((_PACKAGE_ROOT / "solutions").glob("*.ipynb"))[0]

@@ -20,9 +20,9 @@ import pytest
 
 from segedu.cli import main
 from segedu.grading import exercises_for, unregister
-from segedu.grading.gradebook import Gradebook, Submission, find_submissions
-from segedu.grading.grader import CaseResult, ExerciseResult, GradeReport
-from segedu.grading.notebook import cell_exercise_id, cell_tags, notebook_text
+from segedu.grading.engine.judge import CaseResult, ExerciseResult, GradeReport
+from segedu.grading.engine.notebook import cell_exercise_id, cell_tags, notebook_text
+from segedu.grading.engine.reports import Gradebook, Submission, find_submissions
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "01_fcn.ipynb"
@@ -139,7 +139,7 @@ with open("results.json", "w") as f:
 os._exit(0)
 '''
 REDEFINES_CHECKS = '''
-import segedu, segedu.grading.exercise as exercise
+import segedu, segedu.grading.engine.exercise as exercise
 segedu.check = lambda *args: print("✓ all cases passed")
 exercise.compare = lambda *args, **kwargs: (True, "")
 

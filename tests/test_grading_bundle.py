@@ -12,7 +12,7 @@ import pytest
 
 from segedu.cli import main
 from segedu.grading import exercises_for
-from segedu.grading.bundle import bundle_mismatches, read_bundle, write_bundle
+from segedu.grading.engine.bundle import bundle_mismatches, read_bundle, write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@
   and the CSV/JSON/Markdown :class:`Gradebook`.
 """
 
-from .exercise import (
+from .engine.exercise import (
     Case,
     Exercise,
     all_exercises,
@@ -29,8 +29,7 @@ from .exercise import (
     set_input_seed,
     unregister,
 )
-from .gradebook import Gradebook, Submission, find_submissions, grade_submissions
-from .grader import (
+from .engine.judge import (
     CaseResult,
     CheckResult,
     ExerciseResult,
@@ -40,7 +39,8 @@ from .grader import (
     check_result,
     grade_notebook,
 )
-from .notebook import assign, graded_cells, make_exercise_notebook
+from .engine.notebook import assign, graded_cells, make_exercise_notebook
+from .engine.reports import Gradebook, Submission, find_submissions, grade_submissions
 
 __all__ = [
     "Case",

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..segnet import max_pool_with_indices, max_unpool, upsampling_memory
+from ...segnet import max_pool_with_indices, max_unpool, upsampling_memory
+from ..engine.exercise import Case, Exercise, register
 from .ch01 import _const, _randn
-from .exercise import Case, Exercise, register
 
 __all__ = ["EXERCISES"]
 

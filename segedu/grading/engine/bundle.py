@@ -92,7 +92,7 @@ def _exercise_entry(ex: Exercise) -> dict[str, Any]:
 
 def manifest_for(solutions_dir: str | Path, exercises_dir: str | Path, seed: int) -> dict:
     """The manifest of the chapters in ``solutions_dir`` (see the module docstring)."""
-    from .. import __version__
+    from ... import __version__
 
     solutions_dir, exercises_dir = Path(solutions_dir), Path(exercises_dir)
     chapters: dict[str, Any] = {}

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
+from ...refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
+from ..engine.exercise import Case, Exercise, register
 from .ch01 import _as_tensor, _const, _randn
-from .exercise import Case, Exercise, register
 
 __all__ = ["EXERCISES"]
 

@@ -56,9 +56,9 @@ from typing import Any
 
 import torch
 
+from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
 from .exercise import Exercise, compute, get_exercise, set_input_seed
 from .notebook import graded_cells, load_notebook
-from .sandbox import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
 
 FORMAT = 1
 MAX_ERROR_CHARS = 300

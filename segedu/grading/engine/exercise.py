@@ -381,7 +381,7 @@ _loaded_chapters: set[str] = set()
 
 
 def _chapter_modules() -> list[str]:
-    package = importlib.import_module("segedu.grading")
+    package = importlib.import_module("segedu.grading.content")
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
                   if re.fullmatch(r"ch\d{2}", m.name))
 
@@ -394,8 +394,8 @@ def _load_chapters(chapter: str | None = None) -> None:
     for name in names:
         if name in _loaded_chapters:
             continue
-        if importlib.util.find_spec(f"segedu.grading.{name}") is not None:
-            importlib.import_module(f"segedu.grading.{name}")
+        if importlib.util.find_spec(f"segedu.grading.content.{name}") is not None:
+            importlib.import_module(f"segedu.grading.content.{name}")
         _loaded_chapters.add(name)
 
 

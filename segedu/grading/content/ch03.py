@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import TouchingCells
-from ..unet import UpBlock, crop_and_concat, unet_output_size, weight_map
+from ...data import TouchingCells
+from ...unet import UpBlock, crop_and_concat, unet_output_size, weight_map
+from ..engine.exercise import Case, Exercise, register
 from .ch01 import _as_int, _as_tensor, _const, _randn
-from .exercise import Case, Exercise, register
 
 __all__ = ["EXERCISES"]
 

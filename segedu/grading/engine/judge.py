@@ -56,7 +56,7 @@ __all__ = [
     "format_points",
 ]
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding segedu/
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the directory holding segedu/
 
 
 def format_points(x: float) -> str:
@@ -473,7 +473,7 @@ def grade_notebook(
     else:
         with tempfile.TemporaryDirectory(prefix="segedu-grade-") as tmp:
             result_path = Path(tmp) / "result.pt"
-            cmd = [sys.executable, "-m", "segedu.grading.runner",
+            cmd = [sys.executable, "-m", "segedu.grading.engine.child",
                    str(path.resolve()), str(result_path),
                    "--expect", ",".join(ex.id for ex in exercises)]
             if public_only:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grader import (
+from .judge import (
     GradeReport,
     _one_line,
     format_points,

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
-from ..receptive import conv_output_size, conv_transpose_output_size
-from .exercise import Case, Exercise, register, seeded_randn
+from ...fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
+from ...receptive import conv_output_size, conv_transpose_output_size
+from ..engine.exercise import Case, Exercise, register, seeded_randn
 
 __all__ = ["EXERCISES"]
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..deeplab import ASPP, dilate_kernel, image_pooling
-from ..receptive import atrous_taps_inside
+from ...deeplab import ASPP, dilate_kernel, image_pooling
+from ...receptive import atrous_taps_inside
+from ..engine.exercise import Case, Exercise, register, seeded_randn
 from .ch01 import _as_int, _as_tensor, _const
-from .exercise import Case, Exercise, register, seeded_randn
 
 __all__ = ["EXERCISES"]
 

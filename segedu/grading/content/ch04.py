@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from ..pspnet import PyramidPoolingModule, pyramid_pool
-from ..receptive import adaptive_pool_regions
-from ..train import segmentation_loss
+from ...pspnet import PyramidPoolingModule, pyramid_pool
+from ...receptive import adaptive_pool_regions
+from ...train import segmentation_loss
+from ..engine.exercise import Case, Exercise, case_generator, register
 from .ch01 import _as_tensor, _const, _randn
-from .exercise import Case, Exercise, case_generator, register
 
 __all__ = ["EXERCISES"]
 
