@@ -135,12 +135,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading.engine.reports import (
-        find_submissions,
-        grade_submissions,
-        summary_line,
-        write_json,
-    )
+    from .grading.engine.batch import find_submissions, grade_submissions
+    from .grading.engine.reports import summary_line, write_json
 
     seed, tests = args.seed, list(args.tests)
     if args.bundle:

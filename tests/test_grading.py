@@ -24,9 +24,10 @@ from segedu.grading import (
     grade_notebook,
     graded_cells,
     make_exercise_notebook,
+    run_registry,
 )
-from segedu.grading.engine.judge import format_points
 from segedu.grading.engine.notebook import notebook_text, read_notebook
+from segedu.grading.engine.reports import format_points
 
 TOY_EXERCISES = '''
 import torch
@@ -98,14 +99,19 @@ def write(nb, path):
 
 
 @pytest.fixture(scope="session")
-def toy(tmp_path_factory):
-    """Register the toy chapter ch90 here; return the file for the grader's child process."""
+def toy_file(tmp_path_factory):
+    """The file that registers the toy chapter ch90 (the grader's child loads it too)."""
     path = tmp_path_factory.mktemp("toy") / "toy_exercises.py"
     path.write_text(TOY_EXERCISES, encoding="utf-8")
-    import runpy
-
-    runpy.run_path(str(path))
     return path
+
+
+@pytest.fixture
+def toy(toy_file):
+    """ch90 registered for this test only (a registry of its own, active in the test);
+    returns the file for the grader's child process."""
+    with run_registry([toy_file]).active():
+        yield toy_file
 
 
 def toy_solution() -> nbformat.NotebookNode:
@@ -538,14 +544,14 @@ def test_patching_torch_pytest_and_the_check_helpers_changes_no_score(tmp_path, 
         tmp_path, toy,
         code("""
             import sys, types, torch, torch.testing
-            import segedu, segedu.grading, segedu.grading.engine.judge as grader
+            import segedu, segedu.grading, segedu.grading.engine.judge as judge
             import segedu.grading.engine.exercise as exercise
             torch.testing.assert_close = lambda *args, **kwargs: None
             torch.allclose = torch.equal = lambda *args, **kwargs: True
             sys.modules["pytest"] = types.SimpleNamespace(approx=lambda x, **kw: x)
             ok = lambda *args, **kwargs: (True, "")
-            exercise.compare = grader.compare = segedu.grading.compare = ok
-            grader._judge = lambda *args, **kwargs: None
+            exercise.compare = judge.compare = segedu.grading.compare = ok
+            judge.judge_case = lambda *args, **kwargs: None
             segedu.check = segedu.grading.check = lambda *args: print("✓ all passed")
             def check(*args):
                 print("✓ all passed")
@@ -593,7 +599,7 @@ def test_calling_the_reference_implementation_earns_nothing_and_is_flagged(tmp_p
 
 
 def test_solutions_other_submissions_processes_and_outside_writes_are_refused(tmp_path, toy):
-    from segedu.grading.engine.judge import _PACKAGE_ROOT
+    from segedu.grading.engine.launch import _PACKAGE_ROOT
 
     other = write(toy_solution(), tmp_path / "bob" / "90_toy.ipynb")
     solution = sorted((_PACKAGE_ROOT / "solutions").glob("*.ipynb"))[0]

@@ -15,7 +15,7 @@ from torch import nn
 
 from ...fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
 from ...receptive import conv_output_size, conv_transpose_output_size
-from ..engine.exercise import Case, Exercise, register, seeded_randn
+from ..engine.exercise import Case, Exercise, seeded_randn
 
 __all__ = ["EXERCISES"]
 
@@ -270,6 +270,3 @@ EXERCISES = [
     PAD_TO_MULTIPLE,
     FUSE_SKIPS,
 ]
-
-for _exercise in EXERCISES:
-    register(_exercise)

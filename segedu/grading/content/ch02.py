@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ...segnet import max_pool_with_indices, max_unpool, upsampling_memory
-from ..engine.exercise import Case, Exercise, register
+from ..engine.exercise import Case, Exercise
 from .ch01 import _const, _randn
 
 __all__ = ["EXERCISES"]
@@ -188,6 +188,3 @@ UPSAMPLING_MEMORY = Exercise(
 )
 
 EXERCISES = [MAX_POOL_WITH_INDICES, MAX_UNPOOL, UPSAMPLING_MEMORY]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...data import TouchingCells
 from ...unet import UpBlock, crop_and_concat, unet_output_size, weight_map
-from ..engine.exercise import Case, Exercise, register
+from ..engine.exercise import Case, Exercise
 from .ch01 import _as_int, _as_tensor, _const, _randn
 
 __all__ = ["EXERCISES"]
@@ -209,6 +209,3 @@ UP_BLOCK = Exercise(
 )
 
 EXERCISES = [UNET_OUTPUT_SIZE, CROP_AND_CONCAT, WEIGHT_MAP, UP_BLOCK]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -15,7 +15,7 @@ import torch
 from ...pspnet import PyramidPoolingModule, pyramid_pool
 from ...receptive import adaptive_pool_regions
 from ...train import segmentation_loss
-from ..engine.exercise import Case, Exercise, case_generator, register
+from ..engine.exercise import Case, Exercise, case_generator
 from .ch01 import _as_tensor, _const, _randn
 
 __all__ = ["EXERCISES"]
@@ -161,6 +161,3 @@ DEEP_SUPERVISION_LOSS = Exercise(
 )
 
 EXERCISES = [ADAPTIVE_POOL_REGIONS, PYRAMID_POOL, DEEP_SUPERVISION_LOSS]
-
-for _exercise in EXERCISES:
-    register(_exercise)

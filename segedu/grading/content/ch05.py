@@ -15,7 +15,7 @@ from torch import nn
 
 from ...deeplab import ASPP, dilate_kernel, image_pooling
 from ...receptive import atrous_taps_inside
-from ..engine.exercise import Case, Exercise, register, seeded_randn
+from ..engine.exercise import Case, Exercise, seeded_randn
 from .ch01 import _as_int, _as_tensor, _const
 
 __all__ = ["EXERCISES"]
@@ -239,6 +239,3 @@ ASPP_EXERCISE = Exercise(
 )
 
 EXERCISES = [DILATE_KERNEL, ATROUS_TAPS_INSIDE, IMAGE_POOLING, ASPP_EXERCISE]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
-from ..engine.exercise import Case, Exercise, register
+from ..engine.exercise import Case, Exercise
 from .ch01 import _as_tensor, _const, _randn
 
 __all__ = ["EXERCISES"]
@@ -211,6 +211,3 @@ CHAINED_RESIDUAL_POOLING = Exercise(
 )
 
 EXERCISES = [RESIDUAL_CONV_UNIT, MULTI_RESOLUTION_FUSION, CHAINED_RESIDUAL_POOLING]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -1,15 +1,14 @@
-"""Grading many submissions at once: one row per submission, a CSV and JSON gradebook.
+"""What grading produced, and how it is shown: plain data, rendered for people and tools.
 
-``segedu grade submissions/`` finds every notebook under the folder, grades each in its own
-process (:func:`segedu.grading.grader.grade_notebook`), and carries on whatever one of them
-does: a submission that cannot be graded at all (not a notebook of a known chapter) gets a
-row with status ``"not graded: <why>"`` and no points.
+* :class:`GradeReport` — one notebook: its status, its flags, and a :class:`CaseResult` per
+  case grouped by :class:`ExerciseResult`; as text (:meth:`~GradeReport.format`), JSON
+  (:meth:`~GradeReport.to_dict`), Gradescope's ``results.json``
+  (:meth:`~GradeReport.to_gradescope`) and Markdown (:meth:`~GradeReport.to_markdown`).
+* :class:`Gradebook` — a batch: a row per :class:`Submission`, as CSV, JSON and Markdown.
 
-Who is the student? For a notebook found in a folder given on the command line, the first
-part of its path below that folder, without ``.ipynb``: ``submissions/alice.ipynb`` and
-``submissions/alice/01_fcn.ipynb`` both belong to ``alice``. For a notebook given by its
-path, its file name without ``.ipynb``, unless that looks like a chapter's name
-(``01_fcn``): then the folder's name.
+Nothing here grades; :mod:`~segedu.grading.engine.judge` and
+:mod:`~segedu.grading.engine.batch` fill these in. Every string a submission controls is put
+on one line (:func:`one_line`) so that it cannot forge report lines.
 """
 
 from __future__ import annotations
@@ -18,69 +17,206 @@ import csv
 import io
 import json
 import os
-import re
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .judge import (
-    GradeReport,
-    _one_line,
-    format_points,
-    grade_notebook,
-    instructor_test_files,
-)
+__all__ = ["CaseResult", "ExerciseResult", "GradeReport", "Submission", "Gradebook",
+           "format_points", "one_line", "summary_line", "write_json"]
 
-__all__ = ["Submission", "Gradebook", "find_submissions", "grade_submissions", "summary_line",
-           "write_json"]
+
+def format_points(x: float) -> str:
+    """``17`` for 17.0, ``17.5`` for 17.5."""
+    x = float(x)
+    if x.is_integer():
+        return str(int(x))
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Student-controlled text on one line, so it cannot forge report lines."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class CaseResult:
+    """One case, judged: ``points`` of ``max_points``, and what differed (``message``)."""
+
+    name: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str
+    hidden: bool
+
+
+@dataclass
+class ExerciseResult:
+    """One exercise's judged cases, and the hint shown when one failed."""
+
+    id: str
+    function: str
+    cases: list[CaseResult]
+    hint: str
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.cases)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.cases)
+
+
+@dataclass
+class GradeReport:
+    """The outcome of grading (or checking) one notebook.
+
+    ``status`` is ``"ok"``, ``"timeout"``, ``"crashed (exit code N)"``, ``"crashed (killed
+    by SIGNAL)"``, ``"exited early (exit code 0)"``, ``"unreadable result file"``,
+    ``"unreadable notebook"``, ``"incomplete result file"`` (it claims to be complete but
+    lacks exercises: forged by the submission) or, for a submission that could not be graded at all,
+    ``"not graded: <why>"``. When it is not ``"ok"``, cases the child computed before it
+    stopped still count. ``flags`` lists what the grader refused or noticed (reading
+    ``solutions/``, calling the reference implementation, writing files, ...).
+    """
+
+    notebook: str
+    chapter: str
+    status: str
+    exercises: list[ExerciseResult]
+    public_only: bool = False
+    cell_errors: list[str] = field(default_factory=list)
+    log: str = ""  # the child's stderr tail, for instructors; student-controlled
+    flags: list[str] = field(default_factory=list)  # what the grader refused or noticed
+    elapsed: float = 0.0  # seconds spent grading it
+
+    @property
+    def score(self) -> float:
+        return sum(e.score for e in self.exercises)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)
+
+    @property
+    def full_marks(self) -> bool:
+        """The run completed and every case passed."""
+        return self.status == "ok" and self.max_score > 0 and self.score == self.max_score
+
+    def format(self) -> str:
+        """A text report: one line per case, hints for failures, then ``score: X / Y``."""
+        what = "Checking (public cases only)" if self.public_only else "Grading"
+        lines = [f"{what} {self.notebook}", f"status: {self.status}"]
+        for error in self.cell_errors:
+            lines.append(f"! {error}")
+        for flag in self.flags:
+            lines.append(f"⚠ {flag}")
+        for ex in self.exercises:
+            lines.append("")
+            lines.append(f"{ex.id} ({format_points(ex.score)} / "
+                         f"{format_points(ex.max_score)} points)")
+            for c in ex.cases:
+                mark = "✓" if c.passed else "✗"
+                label = f"{c.name} (hidden)" if c.hidden else c.name
+                line = (f"  {mark} {label}  [{format_points(c.points)}/"
+                        f"{format_points(c.max_points)}]")
+                if c.message:
+                    line += f": {c.message}"
+                lines.append(line)
+            if any(not c.passed for c in ex.cases) and ex.hint:
+                lines.append(f"  hint: {one_line(ex.hint, 1000)}")
+        if self.log and self.status != "ok":
+            lines.append("")
+            lines.append("output of the submission's process (last lines):")
+            lines.extend(f"  | {line}" for line in self.log.splitlines())
+        lines.append("")
+        lines.append(f"score: {format_points(self.score)} / {format_points(self.max_score)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able data: the report's fields plus per-exercise and total scores."""
+        return {
+            "notebook": self.notebook,
+            "chapter": self.chapter,
+            "status": self.status,
+            "public_only": self.public_only,
+            "score": self.score,
+            "max_score": self.max_score,
+            "cell_errors": list(self.cell_errors),
+            "flags": list(self.flags),
+            "elapsed_s": round(self.elapsed, 2),
+            "exercises": [
+                {"id": ex.id, "function": ex.function, "score": ex.score,
+                 "max_score": ex.max_score, "hint": ex.hint,
+                 "cases": [asdict(c) for c in ex.cases]}
+                for ex in self.exercises
+            ],
+        }
+
+    def to_gradescope(self) -> dict[str, Any]:
+        """Gradescope's ``results.json`` layout: one test per case; hidden cases are
+        visible to students only after grades are published."""
+        tests = []
+        for ex in self.exercises:
+            for c in ex.cases:
+                output = c.message or ("passed" if c.passed else "failed")
+                if not c.passed and ex.hint:
+                    output += f"\nhint: {ex.hint}"
+                tests.append({
+                    "name": f"{ex.id}: {c.name}",
+                    "score": c.points,
+                    "max_score": c.max_points,
+                    "status": "passed" if c.passed else "failed",
+                    "output": output,
+                    "visibility": "after_published" if c.hidden else "visible",
+                })
+        output = "\n".join([f"status: {self.status}", *(f"! {e}" for e in self.cell_errors),
+                            *(f"flagged: {f}" for f in self.flags)])
+        return {"score": self.score,
+                "output": output,
+                "tests": tests}
+
+    def to_markdown(self, title: str | None = None, max_failures: int = 10) -> str:
+        """A Markdown section: ``## <title>: X / Y``, the status, the flags, a table with
+        one row per exercise, and the first ``max_failures`` failed cases with their
+        messages. ``title`` defaults to the notebook's file name."""
+        title = title if title is not None else Path(self.notebook).name
+        lines = [f"## {title}: {format_points(self.score)} / "
+                 f"{format_points(self.max_score)}", "",
+                 f"status: {self.status}", ""]
+        lines += [f"- ! {one_line(error)}" for error in self.cell_errors]
+        lines += [f"- ⚠ {one_line(flag)}" for flag in self.flags]
+        if self.flags or self.cell_errors:
+            lines.append("")
+        lines += ["| exercise | passed | points |", "|---|---|---|"]
+        for ex in self.exercises:
+            passed = sum(c.passed for c in ex.cases)
+            lines.append(f"| `{ex.id}` | {passed}/{len(ex.cases)} | "
+                         f"{format_points(ex.score)} / {format_points(ex.max_score)} |")
+        failed = [(ex, c) for ex in self.exercises for c in ex.cases if not c.passed]
+        if failed:
+            lines += ["", "Failed cases:", ""]
+            for ex, c in failed[:max_failures]:
+                label = f"{c.name} (hidden)" if c.hidden else c.name
+                lines.append(f"- `{ex.id}` {one_line(label)}: {one_line(c.message)}")
+            if len(failed) > max_failures:
+                lines.append(f"- ... and {len(failed) - max_failures} more")
+        return "\n".join(lines) + "\n"
+
+
+
+# --------------------------------------------------------------------------- a batch
 
 
 @dataclass(frozen=True)
 class Submission:
+    """A notebook to grade, and whose it is."""
+
     student: str
     path: Path
 
-
-def _student_of(path: Path, root: Path | None) -> str:
-    if root is not None:
-        first = path.relative_to(root).parts[0]
-        return first[: -len(".ipynb")] if first.endswith(".ipynb") else first
-    if re.match(r"\d{2}_", path.name) and path.parent.name:
-        return path.resolve().parent.name
-    return path.stem
-
-
-def find_submissions(paths: Sequence[str | os.PathLike]) -> list[Submission]:
-    """The notebooks to grade: each path is a notebook, or a folder searched recursively
-    for ``*.ipynb`` (sorted; ``.ipynb_checkpoints`` and hidden folders skipped).
-
-    Raises:
-        ValueError: a path does not exist, is not a notebook, or is a folder without one.
-    """
-    found: list[Submission] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            notebooks = sorted(
-                p for p in given.rglob("*.ipynb")
-                if p.is_file() and not any(part.startswith(".")
-                                           for part in p.relative_to(given).parts))
-            if not notebooks:
-                raise ValueError(f"the folder {str(given)!r} holds no .ipynb notebooks")
-            found += [Submission(_student_of(p, given), p) for p in notebooks]
-        elif given.is_file():
-            if given.suffix != ".ipynb":
-                raise ValueError(f"expected a notebook (.ipynb) or a folder of them; got "
-                                 f"{str(given)!r}")
-            found.append(Submission(_student_of(given, None), given))
-        else:
-            raise ValueError(f"no such notebook or folder: {str(given)!r}")
-    unique: dict[Path, Submission] = {}
-    for submission in found:  # a notebook named twice is graded once
-        unique.setdefault(submission.path.resolve(), submission)
-    return list(unique.values())
 
 
 @dataclass
@@ -137,7 +273,7 @@ class Gradebook:
         lines.append("")
         for submission, report in self.rows:
             lines.append(report.to_markdown(
-                title=f"{_one_line(submission.student)} ({submission.path.name})"))
+                title=f"{one_line(submission.student)} ({submission.path.name})"))
         return "\n".join(lines)
 
 
@@ -150,61 +286,8 @@ def summary_line(submission: Submission, report: GradeReport) -> str:
 
 
 def _cell(text: str) -> str:
-    return _one_line(text, 120).replace("|", "/")
+    return one_line(text, 120).replace("|", "/")
 
-
-def _not_graded(path: Path, error: Exception, chapter: str | None) -> GradeReport:
-    return GradeReport(str(path), chapter or "?", f"not graded: {_one_line(str(error), 200)}",
-                       [])
-
-
-def grade_submissions(
-    submissions: Sequence[Submission],
-    *,
-    on_graded: Callable[[Submission, GradeReport], None] | None = None,
-    chapter: str | None = None,
-    jobs: int = 1,
-    **kwargs: Any,
-) -> Gradebook:
-    """Grade every submission, each in its own process, ``jobs`` at a time.
-
-    The other submissions of the batch are protected from each one (it cannot open them).
-    ``on_graded`` is called after each, in the order they finish (to print progress); the
-    gradebook's rows keep the order of ``submissions``. With ``jobs > 1`` the memory limit
-    applies to each of the ``jobs`` processes. Keyword arguments go to
-    :func:`grade_notebook` (``timeout``, ``case_timeout``, ``memory_limit_mb``,
-    ``extra_exercises``, ``seed``). A submission that cannot be graded at all (a
-    ``ValueError`` such as an unknown chapter) gets a ``"not graded: ..."`` row and the
-    batch goes on; a test file that does not exist raises ``ValueError`` before any
-    grading.
-    """
-    start = time.perf_counter()
-    book = Gradebook(settings={k: (list(map(str, v)) if isinstance(v, (list, tuple)) else v)
-                               for k, v in kwargs.items()})
-    everyone = [str(s.path.resolve()) for s in submissions]
-    extra = list(kwargs.pop("protect", ()))
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    instructor_test_files(kwargs.get("extra_exercises", ()))  # a wrong path stops it here
-
-    def one(submission: Submission) -> GradeReport:
-        try:
-            return grade_notebook(submission.path, chapter=chapter,
-                                  protect=[*everyone, *extra], **kwargs)
-        except ValueError as error:
-            return _not_graded(submission.path, error, chapter)
-
-    reports: dict[int, GradeReport] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads wait on child processes
-        futures = {pool.submit(one, s): i for i, s in enumerate(submissions)}
-        for future in as_completed(futures):
-            index = futures[future]
-            reports[index] = future.result()
-            if on_graded is not None:
-                on_graded(submissions[index], reports[index])
-    book.rows = [(s, reports[i]) for i, s in enumerate(submissions)]
-    book.elapsed = time.perf_counter() - start
-    return book
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
