@@ -6,13 +6,16 @@ process loads the same file); the chapter-1 tests grade real solution code.
 
 from __future__ import annotations
 
+import ast
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import segedu.grading
 from segedu.grading import (
     assign,
     check,
@@ -26,7 +29,9 @@ from segedu.grading import (
     make_exercise_notebook,
     run_registry,
 )
+from segedu.grading.engine.judge import ChildRun, classify
 from segedu.grading.engine.notebook import notebook_text, read_notebook
+from segedu.grading.engine.protocol import ChildFiles, ChildRequest, ChildResult
 from segedu.grading.engine.reports import format_points
 
 TOY_EXERCISES = '''
@@ -138,6 +143,82 @@ def grade(tmp_path, toy, *cells, name="90_toy.ipynb", **kwargs):
 
 def outcome(report):
     return {(ex.id, c.name): c.passed for ex in report.exercises for c in ex.cases}
+
+
+# --------------------------------------------------------------------------- layers and registries
+
+GRADING = Path(segedu.grading.__file__).parent
+
+
+def test_the_engine_never_imports_the_content():
+    for path in sorted((GRADING / "engine").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith(("..content", "segedu.grading.content"))
+                           for n in names), f"{path.name} imports {names}"
+
+
+def test_a_run_registry_adds_exercises_that_nothing_outside_it_sees(tmp_path, toy_file):
+    replacing = tmp_path / "replace_bilinear.py"
+    replacing.write_text(textwrap.dedent('''
+        from segedu.grading import Case, Exercise, get_exercise, register
+
+        package = get_exercise("ch01.bilinear_kernel")
+        register(Exercise(id=package.id, function=package.function, reference=package.reference,
+                          hint=package.hint, cases=[Case("k=3", lambda: (1, 1, 3))]),
+                 replace=True)
+        '''), encoding="utf-8")
+    package_ch01 = exercises_for("ch01")
+    run = run_registry([toy_file, replacing])
+    assert [ex.id for ex in run.exercises_for("ch90")] == ["ch90.add", "ch90.scale"]
+    ch01 = run.exercises_for("ch01")  # the replaced exercise keeps its place
+    assert [ex.id for ex in ch01] == [ex.id for ex in package_ch01]
+    assert [c.name for c in run.get("ch01.bilinear_kernel").cases] == ["k=3"]
+    with pytest.raises(ValueError, match="unknown exercise 'ch90.add'"):
+        get_exercise("ch90.add")
+    assert exercises_for("ch01") == package_ch01
+    with run.active():
+        assert get_exercise("ch90.add") is run.get("ch90.add")
+    with pytest.raises(ValueError):
+        get_exercise("ch90.add")
+
+
+def test_a_child_request_writes_and_parses_its_own_command_line(tmp_path):
+    request = ChildRequest(str(tmp_path / "01_fcn.ipynb"), expect=("ch01.a", "ch01.b"),
+                           public_only=True, case_timeout=1.5, memory_mb=512,
+                           exercise_files=("/i/tests.py",), protect=("/a", "/b"), seed=7)
+    files = ChildFiles.in_folder(tmp_path)
+    command = request.command(files)
+    assert command[1:3] == ["-m", "segedu.grading.engine.child"]
+    assert command[4] == str(tmp_path / "result.pt")  # sys.argv[2] in the child
+    parsed, parsed_files = ChildRequest.parse(command[3:])
+    assert parsed == request and parsed_files.result == files.result
+
+
+def test_how_a_run_ended_is_decided_by_the_first_rule_that_applies():
+    ids = ["ch90.add"]
+    done = ChildResult(complete=True, results={"ch90.add": {}})
+    runs = {
+        "ok": ChildRun(0, result=done),
+        "timeout": ChildRun(None, timeout=5, result=done),
+        "crashed (exit code 3)": ChildRun(3, result=done),
+        "crashed (killed by SIGKILL, out of memory?)": ChildRun(-9),
+        "unreadable result file": ChildRun(0, unreadable=True),
+        "exited early (exit code 0)": ChildRun(0, result=ChildResult(results=done.results)),
+        "incomplete result file": ChildRun(0, result=ChildResult(complete=True)),
+        "unreadable notebook": ChildRun.unreadable_notebook("ValueError: not JSON"),
+    }
+    assert {status: classify(run, ids).status for status, run in runs.items()} == {
+        status: status for status in runs}
+    timeout = classify(runs["timeout"], ids)
+    assert timeout.not_run == "not run: the time limit (5 s) was reached"
+    assert classify(runs["crashed (exit code 3)"], ids).while_running == (
+        "the process crashed (exit code 3) while running this case")
 
 
 # --------------------------------------------------------------------------- comparing
@@ -437,6 +518,21 @@ def fuse_skips(score, skips, upsamplers, final_upsampler):
 }
 CH01_SETUP = "import torch\nimport torch.nn.functional as F\nfrom torch import nn"
 
+# Two wrong answers (also graded in test_grading_batch.py)
+WRONG_CONV_OUTPUT_SIZE = '''
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
+'''
+CENTRE_ALWAYS_F_MINUS_1 = '''
+def bilinear_kernel(in_channels, out_channels, kernel_size):
+    f = (kernel_size + 1) // 2
+    ramp = 1 - (torch.arange(kernel_size) - (f - 1)).abs() / f
+    weight = torch.zeros(in_channels, out_channels, kernel_size, kernel_size)
+    for i in range(min(in_channels, out_channels)):
+        weight[i, i] = ramp[:, None] * ramp[None, :]
+    return weight
+'''
+
 
 def ch01_solution() -> nbformat.NotebookNode:
     return notebook(code(CH01_SETUP, tags=("setup",)),
@@ -459,20 +555,11 @@ def test_ch01_solution_passes_check_in_process(exercise_id):
 
 
 def test_ch01_wrong_answers_fail_with_useful_messages():
-    def conv_output_size_float(size, kernel_size, stride=1, padding=0, dilation=1):
-        return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
-
-    def bilinear_centre_always_f_minus_1(in_channels, out_channels, k):
-        f = (k + 1) // 2
-        ramp = 1 - (torch.arange(k) - (f - 1)).abs() / f
-        weight = torch.zeros(in_channels, out_channels, k, k)
-        for i in range(min(in_channels, out_channels)):
-            weight[i, i] = ramp[:, None] * ramp[None, :]
-        return weight
-
-    result = check_result("ch01.conv_output_size", conv_output_size_float)
+    namespace: dict = {}
+    exec(CH01_SETUP + WRONG_CONV_OUTPUT_SIZE + CENTRE_ALWAYS_F_MINUS_1, namespace)
+    result = check_result("ch01.conv_output_size", namespace["conv_output_size"])
     assert result.passed == 0
-    wrong = check_result("ch01.bilinear_kernel", bilinear_centre_always_f_minus_1)
+    wrong = check_result("ch01.bilinear_kernel", namespace["bilinear_kernel"])
     assert 0 < wrong.passed < wrong.total  # odd k pass, even k fail
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_grading import CENTRE_ALWAYS_F_MINUS_1, WRONG_CONV_OUTPUT_SIZE
 
 from segedu.cli import main
 from segedu.grading import exercises_for, find_submissions, run_registry
@@ -105,19 +106,6 @@ register(Exercise(
 ), replace=True)
 '''
 
-WRONG_CONV_OUTPUT_SIZE = '''
-def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
-    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
-'''
-CENTRE_ALWAYS_F_MINUS_1 = '''
-def bilinear_kernel(in_channels, out_channels, kernel_size):
-    f = (kernel_size + 1) // 2
-    ramp = 1 - (torch.arange(kernel_size) - (f - 1)).abs() / f
-    weight = torch.zeros(in_channels, out_channels, kernel_size, kernel_size)
-    for i in range(min(in_channels, out_channels)):
-        weight[i, i] = ramp[:, None] * ramp[None, :]
-    return weight
-'''
 LOOPS_FOREVER = "def bilinear_kernel(in_channels, out_channels, kernel_size):\n    while True:\n" \
                 "        pass\n"
 EATS_MEMORY = '''
