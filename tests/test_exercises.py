@@ -95,9 +95,10 @@ def filled_in(name: str, directory: Path) -> Path:
 def student_nbval(path: Path, *extra: str) -> subprocess.CompletedProcess:
     """``pytest --nbval NOTEBOOK`` as the README tells students to run it (no sanitize file).
 
-    In a subprocess, so that the README's plain `pytest` covers it without --nbval flags."""
+    In a subprocess, so that the README's plain `pytest` covers it without --nbval flags. The
+    cells run in notebook order even where pytest-randomly is installed."""
     cmd = [sys.executable, "-m", "pytest", "--nbval", str(path), "--nbval-current-env",
-           "-p", "no:cacheprovider", "-q", "--color=no", *extra]
+           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--color=no", *extra]
     return subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True, timeout=300)
 
 
