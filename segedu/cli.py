@@ -108,7 +108,7 @@ def _assign(args: argparse.Namespace) -> int:
         raise ValueError("--seed sets the instructor bundle's grading seed; use it with --bundle")
     paths = assign(args.solutions, args.exercises, check=args.check)
     if args.bundle and not args.check:
-        from .grading.bundle import write_bundle
+        from .grading.engine.bundle import write_bundle
 
         bundle = write_bundle(args.bundle, args.solutions, args.exercises, seed=args.seed)
         print(f"wrote the instructor bundle {bundle.directory}/ (manifest.json, README.md, "
@@ -135,16 +135,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading.gradebook import (
-        find_submissions,
-        grade_submissions,
-        summary_line,
-        write_json,
-    )
+    from .grading.engine.batch import find_submissions, grade_submissions
+    from .grading.engine.reports import summary_line, write_json
 
     seed, tests = args.seed, list(args.tests)
     if args.bundle:
-        from .grading.bundle import bundle_mismatches, read_bundle
+        from .grading.engine.bundle import bundle_mismatches, read_bundle
 
         if seed is not None:
             raise ValueError("--seed and --bundle: the bundle fixes the grading seed")

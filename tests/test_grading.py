@@ -7,12 +7,14 @@ process loads the same file); the chapter-1 tests grade real solution code.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import segedu.grading
 from segedu.grading import (
     assign,
     check,
@@ -24,9 +26,12 @@ from segedu.grading import (
     grade_notebook,
     graded_cells,
     make_exercise_notebook,
+    run_registry,
 )
-from segedu.grading.grader import format_points
-from segedu.grading.notebook import notebook_text, read_notebook
+from segedu.grading.engine.judge import ChildRun, classify
+from segedu.grading.engine.notebook import notebook_text, read_notebook
+from segedu.grading.engine.protocol import ChildFiles, ChildRequest, ChildResult
+from segedu.grading.engine.reports import format_points
 
 TOY_EXERCISES = '''
 import torch
@@ -98,14 +103,19 @@ def write(nb, path):
 
 
 @pytest.fixture(scope="session")
-def toy(tmp_path_factory):
-    """Register the toy chapter ch90 here; return the file for the grader's child process."""
+def toy_file(tmp_path_factory):
+    """The file that registers the toy chapter ch90 (the grader's child loads it too)."""
     path = tmp_path_factory.mktemp("toy") / "toy_exercises.py"
     path.write_text(TOY_EXERCISES, encoding="utf-8")
-    import runpy
-
-    runpy.run_path(str(path))
     return path
+
+
+@pytest.fixture
+def toy(toy_file):
+    """ch90 registered for this test only (a registry of its own, active in the test);
+    returns the file for the grader's child process."""
+    with run_registry([toy_file]).active():
+        yield toy_file
 
 
 def toy_solution() -> nbformat.NotebookNode:
@@ -132,6 +142,72 @@ def grade(tmp_path, toy, *cells, name="90_toy.ipynb", **kwargs):
 
 def outcome(report):
     return {(ex.id, c.name): c.passed for ex in report.exercises for c in ex.cases}
+
+
+# --------------------------------------------------------------------------- layers and registries
+
+GRADING = Path(segedu.grading.__file__).parent
+
+
+# The engine never imports the content: an import-linter contract (tests/test_layers.py).
+
+
+def test_a_run_registry_adds_exercises_that_nothing_outside_it_sees(tmp_path, toy_file):
+    replacing = tmp_path / "replace_bilinear.py"
+    replacing.write_text(textwrap.dedent('''
+        from segedu.grading import Case, Exercise, get_exercise, register
+
+        package = get_exercise("ch01.bilinear_kernel")
+        register(Exercise(id=package.id, function=package.function, reference=package.reference,
+                          hint=package.hint, cases=[Case("k=3", lambda: (1, 1, 3))]),
+                 replace=True)
+        '''), encoding="utf-8")
+    package_ch01 = exercises_for("ch01")
+    run = run_registry([toy_file, replacing])
+    assert [ex.id for ex in run.exercises_for("ch90")] == ["ch90.add", "ch90.scale"]
+    ch01 = run.exercises_for("ch01")  # the replaced exercise keeps its place
+    assert [ex.id for ex in ch01] == [ex.id for ex in package_ch01]
+    assert [c.name for c in run.get("ch01.bilinear_kernel").cases] == ["k=3"]
+    with pytest.raises(ValueError, match="unknown exercise 'ch90.add'"):
+        get_exercise("ch90.add")
+    assert exercises_for("ch01") == package_ch01
+    with run.active():
+        assert get_exercise("ch90.add") is run.get("ch90.add")
+    with pytest.raises(ValueError):
+        get_exercise("ch90.add")
+
+
+def test_a_child_request_writes_and_parses_its_own_command_line(tmp_path):
+    request = ChildRequest(str(tmp_path / "01_fcn.ipynb"), expect=("ch01.a", "ch01.b"),
+                           public_only=True, case_timeout=1.5, memory_mb=512,
+                           exercise_files=("/i/tests.py",), protect=("/a", "/b"), seed=7)
+    files = ChildFiles.in_folder(tmp_path)
+    command = request.command(files)
+    assert command[1:3] == ["-m", "segedu.grading.engine.child"]
+    assert command[4] == str(tmp_path / "result.pt")  # sys.argv[2] in the child
+    parsed, parsed_files = ChildRequest.parse(command[3:])
+    assert parsed == request and parsed_files.result == files.result
+
+
+def test_how_a_run_ended_is_decided_by_the_first_rule_that_applies():
+    ids = ["ch90.add"]
+    done = ChildResult(complete=True, results={"ch90.add": {}})
+    runs = {
+        "ok": ChildRun(0, result=done),
+        "timeout": ChildRun(None, timeout=5, result=done),
+        "crashed (exit code 3)": ChildRun(3, result=done),
+        "crashed (killed by SIGKILL, out of memory?)": ChildRun(-9),
+        "unreadable result file": ChildRun(0, unreadable=True),
+        "exited early (exit code 0)": ChildRun(0, result=ChildResult(results=done.results)),
+        "incomplete result file": ChildRun(0, result=ChildResult(complete=True)),
+        "unreadable notebook": ChildRun.unreadable_notebook("ValueError: not JSON"),
+    }
+    assert {status: classify(run, ids).status for status, run in runs.items()} == {
+        status: status for status in runs}
+    timeout = classify(runs["timeout"], ids)
+    assert timeout.not_run == "not run: the time limit (5 s) was reached"
+    assert classify(runs["crashed (exit code 3)"], ids).while_running == (
+        "the process crashed (exit code 3) while running this case")
 
 
 # --------------------------------------------------------------------------- comparing
@@ -342,7 +418,7 @@ def test_tampering_in_the_submission_cannot_raise_its_score(tmp_path, toy):
         tmp_path, toy,
         code("""
             import os, sys, torch, torch.testing
-            import segedu.grading.exercise as ex
+            import segedu.grading.engine.exercise as ex
             torch.testing.assert_close = lambda *args, **kwargs: None
             ex.compare = lambda *args, **kwargs: (True, "")
             print("score: 100 / 100")
@@ -431,6 +507,21 @@ def fuse_skips(score, skips, upsamplers, final_upsampler):
 }
 CH01_SETUP = "import torch\nimport torch.nn.functional as F\nfrom torch import nn"
 
+# Two wrong answers (also graded in test_grading_batch.py)
+WRONG_CONV_OUTPUT_SIZE = '''
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
+'''
+CENTRE_ALWAYS_F_MINUS_1 = '''
+def bilinear_kernel(in_channels, out_channels, kernel_size):
+    f = (kernel_size + 1) // 2
+    ramp = 1 - (torch.arange(kernel_size) - (f - 1)).abs() / f
+    weight = torch.zeros(in_channels, out_channels, kernel_size, kernel_size)
+    for i in range(min(in_channels, out_channels)):
+        weight[i, i] = ramp[:, None] * ramp[None, :]
+    return weight
+'''
+
 
 def ch01_solution() -> nbformat.NotebookNode:
     return notebook(code(CH01_SETUP, tags=("setup",)),
@@ -453,20 +544,11 @@ def test_ch01_solution_passes_check_in_process(exercise_id):
 
 
 def test_ch01_wrong_answers_fail_with_useful_messages():
-    def conv_output_size_float(size, kernel_size, stride=1, padding=0, dilation=1):
-        return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
-
-    def bilinear_centre_always_f_minus_1(in_channels, out_channels, k):
-        f = (k + 1) // 2
-        ramp = 1 - (torch.arange(k) - (f - 1)).abs() / f
-        weight = torch.zeros(in_channels, out_channels, k, k)
-        for i in range(min(in_channels, out_channels)):
-            weight[i, i] = ramp[:, None] * ramp[None, :]
-        return weight
-
-    result = check_result("ch01.conv_output_size", conv_output_size_float)
+    namespace: dict = {}
+    exec(CH01_SETUP + WRONG_CONV_OUTPUT_SIZE + CENTRE_ALWAYS_F_MINUS_1, namespace)
+    result = check_result("ch01.conv_output_size", namespace["conv_output_size"])
     assert result.passed == 0
-    wrong = check_result("ch01.bilinear_kernel", bilinear_centre_always_f_minus_1)
+    wrong = check_result("ch01.bilinear_kernel", namespace["bilinear_kernel"])
     assert 0 < wrong.passed < wrong.total  # odd k pass, even k fail
 
 
@@ -538,14 +620,14 @@ def test_patching_torch_pytest_and_the_check_helpers_changes_no_score(tmp_path, 
         tmp_path, toy,
         code("""
             import sys, types, torch, torch.testing
-            import segedu, segedu.grading, segedu.grading.grader as grader
-            import segedu.grading.exercise as exercise
+            import segedu, segedu.grading, segedu.grading.engine.judge as judge
+            import segedu.grading.engine.exercise as exercise
             torch.testing.assert_close = lambda *args, **kwargs: None
             torch.allclose = torch.equal = lambda *args, **kwargs: True
             sys.modules["pytest"] = types.SimpleNamespace(approx=lambda x, **kw: x)
             ok = lambda *args, **kwargs: (True, "")
-            exercise.compare = grader.compare = segedu.grading.compare = ok
-            grader._judge = lambda *args, **kwargs: None
+            exercise.compare = judge.compare = segedu.grading.compare = ok
+            judge.judge_case = lambda *args, **kwargs: None
             segedu.check = segedu.grading.check = lambda *args: print("✓ all passed")
             def check(*args):
                 print("✓ all passed")
@@ -593,7 +675,7 @@ def test_calling_the_reference_implementation_earns_nothing_and_is_flagged(tmp_p
 
 
 def test_solutions_other_submissions_processes_and_outside_writes_are_refused(tmp_path, toy):
-    from segedu.grading.grader import _PACKAGE_ROOT
+    from segedu.grading.engine.launch import _PACKAGE_ROOT
 
     other = write(toy_solution(), tmp_path / "bob" / "90_toy.ipynb")
     solution = sorted((_PACKAGE_ROOT / "solutions").glob("*.ipynb"))[0]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from segedu.cli import main
-from segedu.grading import exercises_for
-from segedu.grading.bundle import bundle_mismatches, read_bundle, write_bundle
+from segedu.grading import check_notebook, exercises_for, get_exercise, grade_notebook
+from segedu.grading.engine.bundle import bundle_mismatches, read_bundle, write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +107,17 @@ def test_grading_with_a_bundle_uses_its_seed_and_private_tests(course, capsys):
         main(["grade", str(solution), "--bundle", str(course / "instructor"), "--seed", "x"])
     assert main(["grade", str(solution), "--bundle", str(course / "instructor"),
                  "--seed", "3"]) == 2
+
+
+def test_private_tests_count_in_their_grading_run_only(course):
+    (course / "private.py").write_text(PRIVATE_TEST)
+    solution = course / "solutions" / "01_fcn.ipynb"
+    public = [ex.id for ex in exercises_for("ch01")]
+    graded = grade_notebook(solution, extra_exercises=[course / "private.py"])
+    assert [ex.id for ex in graded.exercises] == [*public, "ch01.instructor_pad"]
+    assert graded.status == "ok" and graded.score == graded.max_score, graded.format()
+    checked = check_notebook(solution)  # the same chapter, without the private tests
+    assert [ex.id for ex in checked.exercises] == public
+    assert [ex.id for ex in exercises_for("ch01")] == public
+    with pytest.raises(ValueError, match="unknown exercise"):
+        get_exercise("ch01.instructor_pad")

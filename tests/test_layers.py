@@ -26,7 +26,7 @@ def _lint(cwd: Path) -> subprocess.CompletedProcess:
 def test_the_package_keeps_its_import_layers():
     result = _lint(ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "1 kept, 0 broken" in result.stdout
+    assert "2 kept, 0 broken" in result.stdout
 
 
 def test_a_wrong_way_import_breaks_the_contract_and_is_named(tmp_path):
@@ -39,3 +39,14 @@ def test_a_wrong_way_import_breaks_the_contract_and_is_named(tmp_path):
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
     assert "BROKEN" in result.stdout
     assert "segedu.core.metrics -> segedu.unet" in result.stdout
+
+
+def test_the_grading_engine_never_imports_the_chapters_exercises(tmp_path):
+    shutil.copytree(ROOT / "segedu", tmp_path / "segedu",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    planted = tmp_path / "segedu" / "grading" / "engine" / "judge.py"
+    planted.write_text(planted.read_text() + "\nfrom ..content import ch01  # noqa: E402\n")
+    result = _lint(tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "segedu.grading.engine.judge -> segedu.grading.content" in result.stdout

@@ -1,46 +1,42 @@
-"""Exercises, local checks and the grader.
+"""Exercises, local checks and the grader: the public names, in one place.
 
-* :mod:`~segedu.grading.exercise` — :class:`Exercise`, :class:`Case`, the registry,
-  :func:`compute` (runs in the student's process) and :func:`compare` (runs in the grader's).
-* ``chNN`` modules — each chapter's exercises, registered on first use of the registry.
-* :mod:`~segedu.grading.notebook` — notebook conventions, exercise-notebook generation
-  (:func:`assign`).
-* :mod:`~segedu.grading.runner` — the child process that runs a submission.
-* :mod:`~segedu.grading.sandbox` — what the child refuses a submission (files, processes)
-  and how it notices the reference implementation being called.
-* :mod:`~segedu.grading.grader` — :func:`grade_notebook`, :func:`check_notebook` and the
-  in-notebook :func:`check`.
-* :mod:`~segedu.grading.gradebook` — :func:`grade_submissions` for a folder of submissions,
-  and the CSV/JSON/Markdown :class:`Gradebook`.
+Two layers, the lower one first:
+
+* :mod:`~segedu.grading.engine` — the machinery, which knows no chapter: exercises and how
+  answers are compared (``exercise``), which exercises exist (``registry``), the notebook
+  conventions (``notebook``), the in-notebook check (``check``), and grading: the
+  parent/child protocol (``protocol``), starting the child (``launch``), the child itself
+  (``child``, confined by ``confine``), the parent's judgement (``judge``), a batch
+  (``batch``), the reports (``reports``) and the instructor bundle (``bundle``).
+* :mod:`~segedu.grading.content` — what is graded: one module per chapter (``ch01`` ...)
+  listing its exercises, and the case helpers they share (``cases``). The engine never
+  imports it: the registry loads a chapter module by name when it is first asked for.
 """
 
-from .exercise import (
+from .engine.batch import find_submissions, grade_submissions
+from .engine.check import CheckResult, check, check_result
+from .engine.exercise import (
     Case,
     Exercise,
-    all_exercises,
     case_generator,
     compare,
     compute,
-    exercises_for,
-    get_exercise,
     input_seed,
-    register,
     seeded_randn,
     set_input_seed,
+)
+from .engine.judge import check_notebook, grade_notebook
+from .engine.notebook import assign, graded_cells, make_exercise_notebook
+from .engine.registry import (
+    ExerciseRegistry,
+    all_exercises,
+    exercises_for,
+    get_exercise,
+    register,
+    run_registry,
     unregister,
 )
-from .gradebook import Gradebook, Submission, find_submissions, grade_submissions
-from .grader import (
-    CaseResult,
-    CheckResult,
-    ExerciseResult,
-    GradeReport,
-    check,
-    check_notebook,
-    check_result,
-    grade_notebook,
-)
-from .notebook import assign, graded_cells, make_exercise_notebook
+from .engine.reports import CaseResult, ExerciseResult, Gradebook, GradeReport, Submission
 
 __all__ = [
     "Case",
@@ -52,6 +48,8 @@ __all__ = [
     "get_exercise",
     "register",
     "unregister",
+    "ExerciseRegistry",
+    "run_registry",
     "case_generator",
     "seeded_randn",
     "set_input_seed",

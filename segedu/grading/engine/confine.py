@@ -1,7 +1,7 @@
 """Defences the grader's child process raises around a submission's code.
 
 The score never depends on these: the parent process computes the reference values and
-judges (see :mod:`segedu.grading.grader`). They exist so that a submission is graded on *its
+judges (see :mod:`~segedu.grading.engine.judge`). They exist so that a submission is graded on *its
 own* code and cannot harm the instructor's machine or the other submissions:
 
 * :class:`Confinement` — an audit hook (:pep:`578`; once added it cannot be removed from

@@ -12,21 +12,18 @@ Grading is split in two halves so that a submission cannot change its own score:
 * :func:`compare` judges that data against the reference's data with
   :func:`torch.testing.assert_close`. The grader calls it *in its own process*.
 
-Chapter modules (``segedu/grading/ch01.py``, ``ch02.py``, ...) :func:`register` their
-exercises when imported; the registry imports every ``chNN`` module the first time it is
-asked for an exercise, so adding a chapter needs no edit here.
+Case inputs are drawn through :func:`case_generator`, which mixes in the grading seed.
+Which exercises exist is the business of :mod:`~segedu.grading.engine.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import numbers
-import pkgutil
 import re
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +35,7 @@ __all__ = [
     "compute",
     "compare",
     "to_plain",
-    "register",
-    "unregister",
-    "get_exercise",
-    "exercises_for",
-    "all_exercises",
+    "reference_value",
     "case_generator",
     "seeded_randn",
     "set_input_seed",
@@ -136,8 +129,9 @@ class Exercise:
 # --------------------------------------------------------------------------- case inputs
 
 #: The grading seed that shifts every case's random inputs (0: the inputs ``segedu.check``
-#: uses and anyone can compute from this file). Set by :func:`set_input_seed`.
-_input_seed = 0
+#: uses and anyone can compute from this file). Set by :func:`set_input_seed`, per thread:
+#: the threads of a batch each grade with their own.
+_input_seed: ContextVar[int] = ContextVar("segedu_input_seed", default=0)
 
 
 def case_generator(seed: int) -> torch.Generator:
@@ -150,7 +144,7 @@ def case_generator(seed: int) -> torch.Generator:
     graded inputs are ones nobody could precompute answers for. Chapter modules build every
     random input through this function (or :func:`seeded_randn`).
     """
-    mixed = (int(seed) + 1_000_003 * _input_seed) % (2**63 - 1)
+    mixed = (int(seed) + 1_000_003 * _input_seed.get()) % (2**63 - 1)
     return torch.Generator().manual_seed(mixed)
 
 
@@ -159,26 +153,26 @@ def seeded_randn(*shape: int, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=case_generator(seed))
 
 
-def set_input_seed(seed: int) -> None:
-    """Set the grading seed that :func:`case_generator` mixes into every case's inputs."""
-    global _input_seed
+def _checked_seed(seed: int) -> int:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"the grading seed must be a non-negative int, got {seed!r}")
-    _input_seed = seed
+    return seed
 
 
-class input_seed(AbstractContextManager):  # noqa: N801 (used like a function)
+def set_input_seed(seed: int) -> None:
+    """Set the grading seed that :func:`case_generator` mixes into every case's inputs
+    (in this thread)."""
+    _input_seed.set(_checked_seed(seed))
+
+
+@contextmanager
+def input_seed(seed: int) -> Iterator[None]:
     """``with input_seed(S):`` — :func:`set_input_seed` for a block, restored afterwards."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def __enter__(self) -> None:
-        self.saved = _input_seed
-        set_input_seed(self.seed)
-
-    def __exit__(self, *exc: object) -> None:
-        set_input_seed(self.saved)
+    token = _input_seed.set(_checked_seed(seed))
+    try:
+        yield
+    finally:
+        _input_seed.reset(token)
 
 
 # --------------------------------------------------------------------------- computing
@@ -228,6 +222,34 @@ def compute(exercise: Exercise, fn: Callable, case: Case, *,
             if summary is not None:
                 result = summary(result)
         return to_plain(result)
+
+
+_reference_cache: dict[tuple[str, str, int], tuple[Exercise, Any]] = {}
+
+
+def reference_value(exercise: Exercise, case: Case, seed: int = 0) -> Any:
+    """The reference implementation's value for ``case`` under the grading ``seed``,
+    computed in this process and seeded like the grader's child (the global generator and
+    the case inputs), without side effects on either; cached per exercise object.
+
+    Raises:
+        RuntimeError: the reference failed (a bug in segedu, not in a submission).
+    """
+    key = (exercise.id, case.name, seed)
+    cached = _reference_cache.get(key)
+    if cached is None or cached[0] is not exercise:
+        try:
+            with torch.random.fork_rng(devices=[]), input_seed(seed):
+                torch.manual_seed(seed)
+                value = compute(exercise, exercise.reference, case)
+        except Exception as error:
+            raise RuntimeError(
+                f"the reference implementation of {exercise.id} failed on case "
+                f"{case.name!r}: {type(error).__name__}: {error} (a bug in segedu, not in "
+                "the submission)"
+            ) from error
+        _reference_cache[key] = (exercise, value)
+    return _reference_cache[key][1]
 
 
 # --------------------------------------------------------------------------- comparing
@@ -372,71 +394,3 @@ def compare(exercise: Exercise, got: Any, expected: Any, *, hidden: bool = False
     if errors and not hidden:
         return True, f"max abs error {max(errors):.2g}"
     return True, ""
-
-
-# --------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, Exercise] = {}
-_loaded_chapters: set[str] = set()
-
-
-def _chapter_modules() -> list[str]:
-    package = importlib.import_module("segedu.grading")
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
-                  if re.fullmatch(r"ch\d{2}", m.name))
-
-
-def _load_chapters(chapter: str | None = None) -> None:
-    """Import ``segedu.grading.<chapter>`` (every ``chNN`` module when ``chapter`` is None)
-    once; chapter modules register their exercises on import. Loading only the chapter
-    asked for keeps grading chapter 1 from importing chapter 5's networks."""
-    names = _chapter_modules() if chapter is None else [chapter]
-    for name in names:
-        if name in _loaded_chapters:
-            continue
-        if importlib.util.find_spec(f"segedu.grading.{name}") is not None:
-            importlib.import_module(f"segedu.grading.{name}")
-        _loaded_chapters.add(name)
-
-
-def register(exercise: Exercise, *, replace: bool = False) -> Exercise:
-    """Add ``exercise`` to the registry (``replace=True`` to overwrite an existing id)."""
-    if exercise.id in _REGISTRY and not replace and _REGISTRY[exercise.id] is not exercise:
-        raise ValueError(f"exercise {exercise.id!r} is already registered")
-    _REGISTRY[exercise.id] = exercise
-    return exercise
-
-
-def unregister(exercise_id: str) -> None:
-    """Remove an exercise (for tests); unknown ids are ignored."""
-    _REGISTRY.pop(exercise_id, None)
-
-
-def get_exercise(exercise_id: str) -> Exercise:
-    """The registered exercise ``exercise_id``; ``ValueError`` listing known ids if unknown."""
-    if exercise_id not in _REGISTRY:
-        match = re.match(r"(ch\d{2})\.", exercise_id)
-        _load_chapters(match.group(1) if match else None)
-    try:
-        return _REGISTRY[exercise_id]
-    except KeyError:
-        _load_chapters()
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ValueError(
-            f"unknown exercise {exercise_id!r}; known exercises: {known}"
-        ) from None
-
-
-def exercises_for(prefix: str) -> list[Exercise]:
-    """Registered exercises whose id starts with ``prefix`` (``"ch01"`` or ``"ch01."``),
-    in registration order (the order of the chapter)."""
-    if re.fullmatch(r"ch\d{2}", prefix):
-        prefix += "."
-    match = re.match(r"(ch\d{2})\.", prefix)
-    _load_chapters(match.group(1) if match else None)
-    return [ex for ex_id, ex in _REGISTRY.items() if ex_id.startswith(prefix)]
-
-
-def all_exercises() -> Iterable[Exercise]:
-    _load_chapters()
-    return list(_REGISTRY.values())

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
-from .ch01 import _as_tensor, _const, _randn
-from .exercise import Case, Exercise, register
+from ...refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
+from ..engine.exercise import Case, Exercise
+from .cases import as_tensor, const, module_summary, randn, seeded_weights, state_shapes
 
 __all__ = ["EXERCISES"]
 
@@ -26,9 +26,9 @@ def _conv(cin: int, cout: int, kernel_size: int, *, bias: bool, seed: int) -> nn
     """A conv with seeded weights (scaled by 1/sqrt(fan_in), so sums stay of order 1)."""
     conv = nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=bias)
     with torch.no_grad():
-        conv.weight.copy_(_randn(*conv.weight.shape, seed=seed) / (cin * kernel_size**2) ** 0.5)
+        conv.weight.copy_(randn(*conv.weight.shape, seed=seed) / (cin * kernel_size**2) ** 0.5)
         if bias:
-            conv.bias.copy_(_randn(cout, seed=seed + 1))
+            conv.bias.copy_(randn(cout, seed=seed + 1))
     return conv
 
 
@@ -37,7 +37,7 @@ def _fusion(shapes: list[tuple[int, ...]], strides: list[int], out_channels: int
     """(paths, convs, strides): seeded paths of the given (N, C, H, W) shapes and convs to
     ``out_channels``."""
     def make() -> tuple:
-        paths = [_randn(*shape, seed=seed + 10 * i) for i, shape in enumerate(shapes)]
+        paths = [randn(*shape, seed=seed + 10 * i) for i, shape in enumerate(shapes)]
         convs = [_conv(shape[1], out_channels, kernel_size, bias=False, seed=seed + 10 * i + 5)
                  for i, shape in enumerate(shapes)]
         return paths, convs, list(strides)
@@ -50,7 +50,7 @@ def _crp(shape: tuple[int, ...], stages: int, kernel_size: int = 1, seed: int = 
     first conv map positive inputs to negative outputs (where the pool's padding shows)."""
     def make() -> tuple:
         channels = shape[1]
-        x = _randn(*shape, seed=seed)
+        x = randn(*shape, seed=seed)
         convs = [_conv(channels, channels, kernel_size, bias=False, seed=seed + 1 + i)
                  for i in range(stages)]
         if negate and convs:
@@ -60,54 +60,26 @@ def _crp(shape: tuple[int, ...], stages: int, kernel_size: int = 1, seed: int = 
     return make
 
 
-def _rcu_shapes(channels: int, kernel_size: int) -> dict[str, tuple[int, ...]]:
-    reference = ResidualConvUnit(channels, kernel_size)
-    return {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-
-
-def _check_structure(unit: Any, channels: int, kernel_size: int) -> None:
-    """Raise TypeError saying how ``unit``'s parameters differ from the paper's RCU."""
-    if not isinstance(unit, nn.Module):
-        raise TypeError(f"expected an nn.Module (a ResidualConvUnit), got {type(unit).__name__}")
-    expected = _rcu_shapes(channels, kernel_size)
-    got = {k: tuple(v.shape) for k, v in unit.state_dict().items()}
-    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-    if missing or extra:
-        raise TypeError(f"ResidualConvUnit({channels}, {kernel_size}) should hold exactly "
-                        f"{sorted(expected)}; missing {missing}, unexpected {extra} (two convs "
-                        "named conv1 and conv2; conv1 with a bias, conv2 without; no BatchNorm)")
-    for key, shape in expected.items():
-        if got[key] != shape:
-            raise TypeError(f"{key} has shape {got[key]}, expected {shape} for "
-                            f"ResidualConvUnit({channels}, {kernel_size})")
+_RCU_PARTS = ("two convs named conv1 and conv2; conv1 with a bias, conv2 without; "
+              "no BatchNorm")
 
 
 def _structure(channels: int, kernel_size: int = 3) -> Callable[[Any], Any]:
     """Summary: the parameter shapes, by name."""
-    def summary(unit: Any) -> dict[str, tuple[int, ...]]:
-        _check_structure(unit, channels, kernel_size)
-        return {k: tuple(v.shape) for k, v in unit.state_dict().items()}
-    return summary
+    return module_summary(ResidualConvUnit, (channels, kernel_size), _RCU_PARTS)
 
 
 def _forward(channels: int, kernel_size: int, size: tuple[int, int], batch: int,
              seed: int) -> Callable[[Any], Any]:
     """Summary: load seeded weights by name, run ``unit(x)``; also return x afterwards (an
     in-place ReLU on the input destroys the identity branch)."""
-    def summary(unit: Any) -> dict[str, torch.Tensor]:
-        _check_structure(unit, channels, kernel_size)
-        state = {}
-        for i, (key, shape) in enumerate(sorted(_rcu_shapes(channels, kernel_size).items())):
-            fan_in = int(torch.Size(shape[1:]).numel()) if len(shape) > 1 else 4
-            state[key] = _randn(*shape, seed=seed + i) / fan_in ** 0.5
-        unit.load_state_dict(state)
+    def run(unit: nn.Module) -> dict[str, torch.Tensor]:
+        unit.load_state_dict(seeded_weights(state_shapes(unit), seed, bias_fan_in=4))
         unit.eval()
-        x = _randn(batch, channels, *size, seed=seed + 100)
-        out = unit(x)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"forward(x) must return a Tensor, got {type(out).__name__}")
+        x = randn(batch, channels, *size, seed=seed + 100)
+        out = as_tensor(unit(x), returned_by="forward(x)")
         return {"output": out, "input after the call": x}
-    return summary
+    return module_summary(ResidualConvUnit, (channels, kernel_size), _RCU_PARTS, run)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -126,16 +98,16 @@ RESIDUAL_CONV_UNIT = Exercise(
         "checks that x is unchanged after the call."
     ),
     cases=[
-        Case("ResidualConvUnit(8): parameter shapes", _const(8), summary=_structure(8)),
-        Case("ResidualConvUnit(8) on a 7x9 map", _const(8), points=2,
+        Case("ResidualConvUnit(8): parameter shapes", const(8), summary=_structure(8)),
+        Case("ResidualConvUnit(8) on a 7x9 map", const(8), points=2,
              summary=_forward(8, 3, (7, 9), 1, seed=10)),
-        Case("ResidualConvUnit(4), batch 2, 5x3 map", _const(4), points=2,
+        Case("ResidualConvUnit(4), batch 2, 5x3 map", const(4), points=2,
              summary=_forward(4, 3, (5, 3), 2, seed=20)),
-        Case("ResidualConvUnit(6, kernel_size=5) on 11x6", _const(6, 5), points=2,
+        Case("ResidualConvUnit(6, kernel_size=5) on 11x6", const(6, 5), points=2,
              summary=_forward(6, 5, (11, 6), 1, seed=30)),
-        Case("ResidualConvUnit(3, kernel_size=1): parameter shapes", _const(3, 1),
+        Case("ResidualConvUnit(3, kernel_size=1): parameter shapes", const(3, 1),
              summary=_structure(3, 1), hidden=True),
-        Case("ResidualConvUnit(16), batch 2, 13x4 map", _const(16), points=2,
+        Case("ResidualConvUnit(16), batch 2, 13x4 map", const(16), points=2,
              summary=_forward(16, 3, (13, 4), 2, seed=40), hidden=True),
     ],
 )
@@ -144,7 +116,7 @@ MULTI_RESOLUTION_FUSION = Exercise(
     id="ch06.multi_resolution_fusion",
     function="multi_resolution_fusion",
     reference=multi_resolution_fusion,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
     hint=(
@@ -181,7 +153,7 @@ CHAINED_RESIDUAL_POOLING = Exercise(
     id="ch06.chained_residual_pooling",
     function="chained_residual_pooling",
     reference=chained_residual_pooling,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
     hint=(
@@ -211,6 +183,3 @@ CHAINED_RESIDUAL_POOLING = Exercise(
 )
 
 EXERCISES = [RESIDUAL_CONV_UNIT, MULTI_RESOLUTION_FUSION, CHAINED_RESIDUAL_POOLING]
-
-for _exercise in EXERCISES:
-    register(_exercise)

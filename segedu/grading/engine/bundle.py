@@ -14,7 +14,7 @@ student-facing tree.
 after checking that the installed segedu still has the exercises, cases and points the bundle
 recorded (otherwise scores would silently change between two graders).
 
-**Why a seed.** The cases of ``segedu/grading/chNN.py`` — hidden ones too — ship with the
+**Why a seed.** The cases of ``segedu/grading/content/chNN.py`` — hidden ones too — ship with the
 package, so a student can read them and could hand in answers memorised for those exact
 inputs. Every case draws its random inputs through :func:`~segedu.grading.case_generator`,
 which mixes in the grading seed: under the bundle's secret seed the graded inputs are new
@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .exercise import Exercise, exercises_for
+from .exercise import Exercise
 from .notebook import chapter_of, exercise_ids, load_notebook
+from .registry import exercises_for
 
 __all__ = ["Bundle", "write_bundle", "read_bundle", "manifest_for", "bundle_mismatches"]
 
@@ -92,7 +93,7 @@ def _exercise_entry(ex: Exercise) -> dict[str, Any]:
 
 def manifest_for(solutions_dir: str | Path, exercises_dir: str | Path, seed: int) -> dict:
     """The manifest of the chapters in ``solutions_dir`` (see the module docstring)."""
-    from .. import __version__
+    from ... import __version__
 
     solutions_dir, exercises_dir = Path(solutions_dir), Path(exercises_dir)
     chapters: dict[str, Any] = {}
@@ -199,8 +200,8 @@ def read_bundle(directory: str | Path) -> Bundle:
 def bundle_mismatches(bundle: Bundle) -> list[str]:
     """How the installed segedu's exercises differ from what the bundle recorded (empty: same).
 
-    Call it before the bundle's private tests are loaded: a test file that replaces an
-    exercise to add cases would otherwise count as a change.
+    It compares the package's exercises: the bundle's private tests, which a grading run
+    loads into its own registry, never change them.
     """
     problems = []
     for chapter, info in bundle.manifest["chapters"].items():

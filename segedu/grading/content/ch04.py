@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from ..core.sizes import adaptive_pool_regions
-from ..pspnet import PyramidPoolingModule, pyramid_pool
-from ..train import segmentation_loss
-from .ch01 import _as_tensor, _const, _randn
-from .exercise import Case, Exercise, case_generator, register
+from ...core.sizes import adaptive_pool_regions
+from ...pspnet import PyramidPoolingModule, pyramid_pool
+from ...train import segmentation_loss
+from ..engine.exercise import Case, Exercise, case_generator
+from .cases import as_tensor, const, randn
 
 __all__ = ["EXERCISES"]
 
@@ -52,12 +52,12 @@ def _pyramid(batch: int, channels: int, size: tuple[int, int], bins: tuple[int, 
             if key.endswith("num_batches_tracked"):
                 state[key] = value
             elif key.endswith("running_var"):
-                state[key] = _randn(*value.shape, seed=seed + i).abs() + 0.5
+                state[key] = randn(*value.shape, seed=seed + i).abs() + 0.5
             else:
-                state[key] = _randn(*value.shape, seed=seed + i) * 0.5
+                state[key] = randn(*value.shape, seed=seed + i) * 0.5
         module.load_state_dict(state)
         module.eval()
-        return _randn(batch, channels, *size, seed=seed + 100), bins, module.stages
+        return randn(batch, channels, *size, seed=seed + 100), bins, module.stages
     return make
 
 
@@ -71,9 +71,9 @@ def _outputs(batch: int, classes: int, size: tuple[int, int], *, aux: bool = Tru
              ignore: int = 0, aux_weight: float | None = None, seed: int) -> Callable[[], tuple]:
     """({"out", "aux"} logits, a target with ``ignore`` rows of 255[, aux_weight])."""
     def make() -> tuple:
-        outputs = {"out": _randn(batch, classes, *size, seed=seed)}
+        outputs = {"out": randn(batch, classes, *size, seed=seed)}
         if aux:
-            outputs["aux"] = _randn(batch, classes, *size, seed=seed + 1)
+            outputs["aux"] = randn(batch, classes, *size, seed=seed + 1)
         generator = case_generator(seed + 2)
         target = torch.randint(0, classes, (batch, *size), generator=generator)
         target[:, :ignore] = 255
@@ -95,15 +95,15 @@ ADAPTIVE_POOL_REGIONS = Exercise(
         "cells overlap; when b > n they repeat pixels: that is correct, not a bug."
     ),
     cases=[
-        Case("7 pixels, 3 bins (overlapping cells)", _const(7, 3)),
-        Case("60 pixels, 6 bins (the paper's 473 input: cells of 10)", _const(60, 6)),
-        Case("8 pixels, 6 bins (a 64x64 input)", _const(8, 6), points=2),
-        Case("4 pixels, 6 bins (more bins than pixels)", _const(4, 6), points=2),
-        Case("10 pixels, 1 bin (global pooling)", _const(10, 1)),
-        Case("13 pixels, 3 bins", _const(13, 3)),
-        Case("9 pixels, 6 bins", _const(9, 6), hidden=True),
-        Case("5 pixels, 7 bins", _const(5, 7), hidden=True),
-        Case("1 pixel, 6 bins", _const(1, 6), hidden=True),
+        Case("7 pixels, 3 bins (overlapping cells)", const(7, 3)),
+        Case("60 pixels, 6 bins (the paper's 473 input: cells of 10)", const(60, 6)),
+        Case("8 pixels, 6 bins (a 64x64 input)", const(8, 6), points=2),
+        Case("4 pixels, 6 bins (more bins than pixels)", const(4, 6), points=2),
+        Case("10 pixels, 1 bin (global pooling)", const(10, 1)),
+        Case("13 pixels, 3 bins", const(13, 3)),
+        Case("9 pixels, 6 bins", const(9, 6), hidden=True),
+        Case("5 pixels, 7 bins", const(5, 7), hidden=True),
+        Case("1 pixel, 6 bins", const(1, 6), hidden=True),
     ],
 )
 
@@ -111,7 +111,7 @@ PYRAMID_POOL = Exercise(
     id="ch04.pyramid_pool",
     function="pyramid_pool",
     reference=pyramid_pool,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-4,
     atol=1e-5,
     hint=(
@@ -141,7 +141,7 @@ DEEP_SUPERVISION_LOSS = Exercise(
     id="ch04.deep_supervision_loss",
     function="deep_supervision_loss",
     reference=deep_supervision_loss,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
     hint=(
@@ -161,6 +161,3 @@ DEEP_SUPERVISION_LOSS = Exercise(
 )
 
 EXERCISES = [ADAPTIVE_POOL_REGIONS, PYRAMID_POOL, DEEP_SUPERVISION_LOSS]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -1,37 +1,26 @@
 """The grader's child process: run a student's notebook and record what its functions return.
 
-Usage::
+Usage: ``python -m segedu.grading.engine.child NOTEBOOK RESULT_PATH [options]``, the command
+line a :class:`~segedu.grading.engine.protocol.ChildRequest` writes.
 
-    python -m segedu.grading.runner NOTEBOOK RESULT_PATH [--public-only] [--expect IDS]
-        [--exercises-file FILE.py ...] [--case-timeout SECONDS] [--memory-mb MB]
-        [--protect PATH ...] [--seed N]
+The child only *computes*; the parent (:mod:`~segedu.grading.engine.judge`) judges. The child
 
-The child only *computes*; the parent (:mod:`segedu.grading.grader`) judges. The child
-
-1. loads the instructor's exercise files and the chapter's exercises, limits its memory, and
-   confines itself (:class:`~segedu.grading.sandbox.Confinement`: no reading the ``--protect``
-   paths, no writing outside RESULT_PATH's folder, no processes); then
-2. executes the notebook's setup and answer cells (see :mod:`segedu.grading.notebook`) in
+1. loads the instructor's exercise files into this run's registry and looks up the
+   chapter's exercises, limits its memory, and confines itself
+   (:class:`~segedu.grading.engine.confine.Confinement`: no reading the ``--protect`` paths,
+   no writing outside RESULT_PATH's folder, no processes); then
+2. executes the notebook's setup and answer cells (see :mod:`~segedu.grading.engine.notebook`) in
    order, in one fresh namespace, with the students' printed output discarded; a cell that
    raises is recorded and the next cell runs;
 3. for every exercise (the ids passed with ``--expect``, else those of the answer cells)
    and every case, seeds ``torch``, ``random`` (and NumPy) with ``--seed``, calls
-   :func:`segedu.grading.exercise.compute` on the student's function and records the
+   :func:`~segedu.grading.engine.exercise.compute` on the student's function and records the
    plain-data value, or the exception (type and message, 300 characters at most), or that the
    function is not defined. A case during which the exercise's reference implementation ran
-   (:class:`~segedu.grading.sandbox.ReferenceMonitor`) is recorded as failed;
-4. saves, with :func:`torch.save`, after every exercise and once more at the end::
-
-       {"format": 1, "complete": bool, "notebook_error": str | None,
-        "cell_errors": [{"cell": int, "kind": str, "exercise": str, "error": str}],
-        "flags": [str],   # what the submission tried that the grader refused or noticed
-        "results": {exercise_id: {case_name: {"ok_run": bool, "value": data | None,
-                                              "error": str | None}}}}
-
-   Every value is plain data the parent can read with ``torch.load(weights_only=True)``.
-   Each refusal of the confinement is also appended at once to ``RESULT_PATH.refused``.
-   Before each case, ``RESULT_PATH.current`` holds ``[exercise_id, case_name]`` as JSON, so
-   the parent can tell which case was running when the process crashed or timed out.
+   (:class:`~segedu.grading.engine.confine.ReferenceMonitor`) is recorded as failed;
+4. saves its :class:`~segedu.grading.engine.protocol.ChildResult` after every exercise and
+   once more at the end, and marks the case it is running, in the files of
+   :class:`~segedu.grading.engine.protocol.ChildFiles`.
 
 Nothing the child writes can award points: the parent recomputes the expected values
 itself and compares. The flags are the child's own account and could be forged by a
@@ -40,14 +29,10 @@ submission that takes the process over; they explain a score, they never raise o
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import io
-import json
-import os
 import random
 import re
-import runpy
 import signal
 import sys
 from collections.abc import Callable
@@ -56,11 +41,12 @@ from typing import Any
 
 import torch
 
-from .exercise import Exercise, compute, get_exercise, set_input_seed
+from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
+from .exercise import Exercise, compute, set_input_seed
 from .notebook import graded_cells, load_notebook
-from .sandbox import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
+from .protocol import ChildFiles, ChildRequest, ChildResult
+from .registry import ExerciseRegistry, run_registry
 
-FORMAT = 1
 MAX_ERROR_CHARS = 300
 
 _save = torch.save  # bound now: a submission that replaces torch.save harms only itself
@@ -173,64 +159,51 @@ def _seed(seed: int) -> None:
 
 
 class Runner:
-    """Runs one notebook: :meth:`prepare` (before confinement), then :meth:`run`."""
+    """Runs one notebook for a :class:`ChildRequest`: :meth:`prepare` (before confinement),
+    then :meth:`run`."""
 
-    def __init__(self, notebook: str, result_path: str, *, public_only: bool,
-                 expect: list[str], case_timeout: float | None, seed: int = 0,
+    def __init__(self, request: ChildRequest, files: ChildFiles, registry: ExerciseRegistry,
                  confinement: Confinement | None = None) -> None:
-        self.notebook = notebook
-        self.result_path = Path(result_path)
-        self.public_only = public_only
-        self.expect = expect
-        self.case_timeout = case_timeout
-        self.seed = seed
+        self.request = request
+        self.files = files
+        self.registry = registry
         self.confinement = confinement
         self.monitor = ReferenceMonitor()
         self.cells: list = []
         self.exercises: list[Exercise] = []
-        self.data: dict[str, Any] = {"format": FORMAT, "complete": False,
-                                     "notebook_error": None, "cell_errors": [], "flags": [],
-                                     "results": {}}
+        self.result = ChildResult()
 
     def flag(self, message: str) -> None:
-        if message not in self.data["flags"]:
-            self.data["flags"].append(message)
+        if message not in self.result.flags:
+            self.result.flags.append(message)
 
     def save(self) -> None:
         if self.confinement is not None:
             for message in self.confinement.blocked:
                 self.flag(f"refused: {message}")
-        tmp = self.result_path.with_name(self.result_path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            _save(self.data, f)
-        os.replace(tmp, self.result_path)
-
-    def mark_current(self, exercise_id: str, case_name: str) -> None:
-        """Note which case is running, so the parent can say which one crashed or hung."""
-        path = self.result_path.with_name(self.result_path.name + ".current")
-        path.write_text(json.dumps([exercise_id, case_name]), encoding="utf-8")
+        self.files.save(self.result)
 
     def prepare(self) -> bool:
         """Read the notebook and look up the exercises (and so import their chapter
         modules) before any of the submission's code runs; False if the notebook is
         unreadable."""
         try:
-            self.cells = graded_cells(load_notebook(self.notebook))
+            self.cells = graded_cells(load_notebook(self.request.notebook))
         except Exception as error:
-            self.data["notebook_error"] = describe_error(error)
+            self.result.notebook_error = describe_error(error)
             return False
-        ids = list(self.expect) or list(dict.fromkeys(c.exercise_id for c in self.cells
-                                                      if c.exercise_id))
+        ids = list(self.request.expect) or list(dict.fromkeys(c.exercise_id for c in self.cells
+                                                              if c.exercise_id))
         for exercise_id in ids:
             try:
-                self.exercises.append(get_exercise(exercise_id))
+                self.exercises.append(self.registry.get(exercise_id))
             except ValueError:
                 continue
         return True
 
     def run(self) -> None:
-        if self.data["notebook_error"] is not None:
-            self.data["complete"] = True
+        if self.result.notebook_error is not None:
+            self.result.complete = True
             self.save()
             return
         namespace: dict[str, Any] = {
@@ -241,7 +214,7 @@ class Runner:
         references = {ex.id: reference_code_keys(ex.reference) for ex in self.exercises}
         trusted = {ex.id: trusted_files(ex) for ex in self.exercises}
         all_keys = set().union(*references.values()) if references else set()
-        _seed(self.seed)
+        _seed(self.request.seed)
         for cell in self.cells:
             hits: list[str] = []
             try:
@@ -249,7 +222,7 @@ class Runner:
                 with self.monitor.watching(all_keys, hits):
                     _quiet(lambda code=code: exec(code, namespace))
             except BaseException as error:
-                self.data["cell_errors"].append({
+                self.result.cell_errors.append({
                     "cell": cell.index, "kind": cell.kind,
                     "exercise": cell.exercise_id or "", "error": describe_error(error),
                 })
@@ -259,17 +232,17 @@ class Runner:
                           f"cell {cell.index} called the reference implementation {hit}")
         answered = {c.exercise_id for c in self.cells if c.exercise_id}
         for exercise in self.exercises:
-            self.data["results"][exercise.id] = self.run_exercise(
+            self.result.results[exercise.id] = self.run_exercise(
                 exercise, namespace, exercise.id in answered, references[exercise.id],
                 trusted[exercise.id])
             self.save()
-        self.data["complete"] = True
+        self.result.complete = True
         self.save()
 
     def _missing(self, exercise, answered: bool) -> str:
         message = f"function `{exercise.function}` not defined"
-        own = [e["error"] for e in self.data["cell_errors"] if e["exercise"] == exercise.id]
-        setup = [e["error"] for e in self.data["cell_errors"] if e["kind"] == "setup"]
+        own = [e["error"] for e in self.result.cell_errors if e["exercise"] == exercise.id]
+        setup = [e["error"] for e in self.result.cell_errors if e["kind"] == "setup"]
         if own:
             return f"{message}: its answer cell raised {own[0]}"
         if setup:
@@ -283,7 +256,7 @@ class Runner:
                      reference_keys: set | None = None,
                      trusted: frozenset[str] = frozenset()) -> dict:
         results = {}
-        cases = exercise.public_cases() if self.public_only else exercise.cases
+        cases = exercise.public_cases() if self.request.public_only else exercise.cases
         fn = namespace.get(exercise.function)
         missing = None
         if fn is None:
@@ -294,8 +267,8 @@ class Runner:
             if missing is not None:
                 results[case.name] = {"ok_run": False, "value": None, "error": missing}
                 continue
-            self.mark_current(exercise.id, case.name)
-            _seed(self.seed)
+            self.files.mark_current(exercise.id, case.name)
+            _seed(self.request.seed)
             hits: list[str] = []
 
             def around(hits=hits):
@@ -303,7 +276,8 @@ class Runner:
 
             try:
                 value = _quiet(lambda case=case, around=around: _with_alarm(
-                    lambda: compute(exercise, fn, case, around=around), self.case_timeout))
+                    lambda: compute(exercise, fn, case, around=around),
+                    self.request.case_timeout))
                 _check_serialisable(value)
                 results[case.name] = {"ok_run": True, "value": value, "error": None}
             except BaseException as error:
@@ -324,43 +298,20 @@ def _reference_message(hits: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m segedu.grading.runner",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebook")
-    parser.add_argument("result_path")
-    parser.add_argument("--public-only", action="store_true",
-                        help="run public cases only (local checks)")
-    parser.add_argument("--expect", default="",
-                        help="comma-separated exercise ids to compute "
-                             "(default: the answer cells' ids)")
-    parser.add_argument("--exercises-file", action="append", default=[],
-                        help="a Python file that registers more exercises (repeatable)")
-    parser.add_argument("--case-timeout", type=float, default=None,
-                        help="seconds one case may run")
-    parser.add_argument("--memory-mb", type=int, default=None,
-                        help="extra address space the student's code may use, in MiB")
-    parser.add_argument("--protect", action="append", default=[],
-                        help="a file or folder the submission may not open (repeatable)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed for torch, random and NumPy before every case (0)")
-    parser.add_argument("--no-confine", action="store_true",
-                        help="do not confine the submission (debugging the grader only)")
-    args = parser.parse_args(argv)
-    for path in args.exercises_file:
-        runpy.run_path(path)
+    request, files = ChildRequest.parse(argv)
+    registry = run_registry(request.exercise_files)
     confinement = None
-    if not args.no_confine:
-        result_path = Path(args.result_path).resolve()
-        confinement = Confinement(result_path.parent, [*args.protect, *args.exercises_file],
-                                  log_path=result_path.with_name(result_path.name + ".refused"))
-    runner = Runner(args.notebook, args.result_path, public_only=args.public_only,
-                    expect=[i for i in args.expect.split(",") if i],
-                    case_timeout=args.case_timeout, seed=args.seed, confinement=confinement)
-    runner.prepare()
-    _limit_resources(args.memory_mb)
-    if confinement is not None:
-        confinement.install()
-    runner.run()
+    if request.confine:
+        confinement = Confinement(files.workdir.resolve(),
+                                  [*request.protect, *request.exercise_files],
+                                  log_path=files.refused.resolve())
+    runner = Runner(request, files, registry, confinement)
+    with registry.active():  # the submission's lookups see this run's exercises too
+        runner.prepare()
+        _limit_resources(request.memory_mb)
+        if confinement is not None:
+            confinement.install()
+        runner.run()
     return 0
 
 

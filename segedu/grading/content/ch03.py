@@ -12,10 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import TouchingCells
-from ..unet import UpBlock, crop_and_concat, unet_output_size, weight_map
-from .ch01 import _as_int, _as_tensor, _const, _randn
-from .exercise import Case, Exercise, register
+from ...data import TouchingCells
+from ...unet import UpBlock, crop_and_concat, unet_output_size, weight_map
+from ..engine.exercise import Case, Exercise
+from .cases import (
+    as_int,
+    as_tensor,
+    const,
+    module_summary,
+    randn,
+    seeded_weights,
+    state_shapes,
+)
 
 __all__ = ["EXERCISES"]
 
@@ -24,7 +32,7 @@ __all__ = ["EXERCISES"]
 
 
 def _maps(skip: tuple[int, ...], x: tuple[int, ...], seed: int) -> Callable[[], tuple]:
-    return lambda: (_randn(*skip, seed=seed), _randn(*x, seed=seed + 1))
+    return lambda: (randn(*skip, seed=seed), randn(*x, seed=seed + 1))
 
 
 def _instances(*cells: tuple[int, int, int, int], size: tuple[int, int] = (24, 24),
@@ -42,56 +50,24 @@ def _cells_sample(index: int, w0: float = 10.0, sigma: float = 5.0) -> Callable[
     return lambda: (TouchingCells("val", size=48, length=index + 1).instances(index), w0, sigma)
 
 
-def _up_block_shapes(in_channels: int, out_channels: int) -> dict[str, tuple[int, ...]]:
-    reference = UpBlock(in_channels, out_channels)
-    return {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-
-
-def _check_structure(block: Any, in_channels: int, out_channels: int) -> None:
-    """Raise TypeError saying how ``block``'s parameters differ from the paper's UpBlock."""
-    if not isinstance(block, nn.Module):
-        raise TypeError(f"expected an nn.Module (an UpBlock), got {type(block).__name__}")
-    expected = _up_block_shapes(in_channels, out_channels)
-    got = {k: tuple(v.shape) for k, v in block.state_dict().items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    if missing or extra:
-        raise TypeError(f"UpBlock({in_channels}, {out_channels}) should hold exactly "
-                        f"{sorted(expected)}; missing {missing}, unexpected {extra} (name the "
-                        "parts self.up and self.conv = DoubleConv(...))")
-    for key, shape in expected.items():
-        if got[key] != shape:
-            raise TypeError(f"{key} has shape {got[key]}, expected {shape} for "
-                            f"UpBlock({in_channels}, {out_channels})")
+_UP_BLOCK_PARTS = "name the parts self.up and self.conv = DoubleConv(...)"
 
 
 def _structure(in_channels: int, out_channels: int) -> Callable[[Any], Any]:
     """Summary: the parameter shapes, by name (checks the channel counts)."""
-    def summary(block: Any) -> dict[str, tuple[int, ...]]:
-        _check_structure(block, in_channels, out_channels)
-        return {k: tuple(v.shape) for k, v in block.state_dict().items()}
-    return summary
+    return module_summary(UpBlock, (in_channels, out_channels), _UP_BLOCK_PARTS)
 
 
 def _forward(in_channels: int, out_channels: int, x_size: tuple[int, int],
              skip_size: tuple[int, int], batch: int, seed: int) -> Callable[[Any], Any]:
     """Summary: load seeded weights by name, run ``block(x, skip)`` on seeded maps."""
-    def summary(block: Any) -> torch.Tensor:
-        _check_structure(block, in_channels, out_channels)
-        state = {}
-        for i, (key, shape) in enumerate(sorted(_up_block_shapes(in_channels,
-                                                                  out_channels).items())):
-            fan_in = max(1, int(torch.Size(shape[1:]).numel())) if len(shape) > 1 else 10
-            state[key] = _randn(*shape, seed=seed + i) / fan_in ** 0.5
-        block.load_state_dict(state)
+    def run(block: nn.Module) -> torch.Tensor:
+        block.load_state_dict(seeded_weights(state_shapes(block), seed, bias_fan_in=10))
         block.eval()
-        x = _randn(batch, in_channels, *x_size, seed=seed + 100)
-        skip = _randn(batch, out_channels, *skip_size, seed=seed + 101)
-        out = block(x, skip)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"forward(x, skip) must return a Tensor, got {type(out).__name__}")
-        return out
-    return summary
+        x = randn(batch, in_channels, *x_size, seed=seed + 100)
+        skip = randn(batch, out_channels, *skip_size, seed=seed + 101)
+        return as_tensor(block(x, skip), returned_by="forward(x, skip)")
+    return module_summary(UpBlock, (in_channels, out_channels), _UP_BLOCK_PARTS, run)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -100,7 +76,7 @@ UNET_OUTPUT_SIZE = Exercise(
     id="ch03.unet_output_size",
     function="unet_output_size",
     reference=unet_output_size,
-    summary=_as_int,
+    summary=as_int,
     hint=(
         "Each level: two valid 3x3 convs (-4), then a 2x2 max-pool (// 2); at the bottom -4; "
         "then each level up: x2, -4.\n"
@@ -109,14 +85,14 @@ UNET_OUTPUT_SIZE = Exercise(
         "n - 2. Return a Python int."
     ),
     cases=[
-        Case("572, depth 4 (the paper: 388)", _const(572, 4)),
-        Case("188, depth 4 (the smallest)", _const(188, 4)),
-        Case("508, depth 4", _const(508, 4)),
-        Case("92, depth 3", _const(92, 3)),
-        Case("44, depth 2", _const(44, 2)),
-        Case("18, depth 1", _const(18, 1)),
-        Case("1084, depth 4", _const(1084, 4), hidden=True),
-        Case("412, depth 5", _const(412, 5), hidden=True),
+        Case("572, depth 4 (the paper: 388)", const(572, 4)),
+        Case("188, depth 4 (the smallest)", const(188, 4)),
+        Case("508, depth 4", const(508, 4)),
+        Case("92, depth 3", const(92, 3)),
+        Case("44, depth 2", const(44, 2)),
+        Case("18, depth 1", const(18, 1)),
+        Case("1084, depth 4", const(1084, 4), hidden=True),
+        Case("412, depth 5", const(412, 5), hidden=True),
     ],
 )
 
@@ -124,7 +100,7 @@ CROP_AND_CONCAT = Exercise(
     id="ch03.crop_and_concat",
     function="crop_and_concat",
     reference=crop_and_concat,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "Crop skip[..., top:top + H, left:left + W] with top = (H_skip - H) // 2, then "
         "torch.cat([cropped, x], dim=1).\n"
@@ -150,7 +126,7 @@ WEIGHT_MAP = Exercise(
     id="ch03.weight_map",
     function="weight_map",
     reference=weight_map,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-4,
     atol=1e-4,
     hint=(
@@ -194,21 +170,18 @@ UP_BLOCK = Exercise(
         "the grader loads weights by name."
     ),
     cases=[
-        Case("UpBlock(16, 8): parameter shapes", _const(16, 8), summary=_structure(16, 8)),
-        Case("UpBlock(16, 8) on a 6x6 map with a 16x16 skip", _const(16, 8), points=2,
+        Case("UpBlock(16, 8): parameter shapes", const(16, 8), summary=_structure(16, 8)),
+        Case("UpBlock(16, 8) on a 6x6 map with a 16x16 skip", const(16, 8), points=2,
              summary=_forward(16, 8, (6, 6), (16, 16), 1, seed=10)),
-        Case("UpBlock(12, 4): in != 2 * out", _const(12, 4), points=2,
+        Case("UpBlock(12, 4): in != 2 * out", const(12, 4), points=2,
              summary=_forward(12, 4, (5, 7), (14, 18), 2, seed=20)),
-        Case("UpBlock(8, 4): odd size difference (skip 15x15)", _const(8, 4), points=2,
+        Case("UpBlock(8, 4): odd size difference (skip 15x15)", const(8, 4), points=2,
              summary=_forward(8, 4, (5, 5), (15, 15), 1, seed=30)),
-        Case("UpBlock(6, 3): parameter shapes", _const(6, 3), summary=_structure(6, 3),
+        Case("UpBlock(6, 3): parameter shapes", const(6, 3), summary=_structure(6, 3),
              hidden=True),
-        Case("UpBlock(32, 16), batch 2, 4x9 map, 14x24 skip", _const(32, 16), points=2,
+        Case("UpBlock(32, 16), batch 2, 4x9 map, 14x24 skip", const(32, 16), points=2,
              summary=_forward(32, 16, (4, 9), (14, 24), 2, seed=40), hidden=True),
     ],
 )
 
 EXERCISES = [UNET_OUTPUT_SIZE, CROP_AND_CONCAT, WEIGHT_MAP, UP_BLOCK]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -13,36 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.sizes import conv_output_size, conv_transpose_output_size
-from ..fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
-from .exercise import Case, Exercise, register, seeded_randn
+from ...core.sizes import conv_output_size, conv_transpose_output_size
+from ...fcn import bilinear_kernel, fuse_skips, linear_to_conv, pad_to_multiple
+from ..engine.exercise import Case, Exercise
+from .cases import as_int, as_tensor, const, randn
 
 __all__ = ["EXERCISES"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-_randn = seeded_randn  # every random input depends on the grading seed too
-
-
-def _as_int(value: Any) -> int:
-    """Summary for exercises that return a size: a Python int, exactly."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float):
-            raise TypeError(f"expected an int, got the float {value!r} "
-                            "(use // or math.floor to get an int)")
-        if isinstance(value, torch.Tensor):
-            raise TypeError("expected a Python int, got a Tensor (use integer arithmetic on "
-                            "ints, or .item())")
-        raise TypeError(f"expected an int, got {type(value).__name__}")
-    return value
-
-
-def _as_tensor(value: Any) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(value).__name__}")
-    return value
 
 
 def _conv_summary(conv: Any) -> dict[str, Any]:
@@ -63,7 +42,7 @@ def _dense_map(conv: Any) -> torch.Tensor:
     """What the conv does on a 9x9 input: a *map* of the linear layer's outputs (Sec. 3.1)."""
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"expected an nn.Conv2d, got {type(conv).__name__}")
-    return conv(_randn(1, conv.in_channels, 9, 9, seed=99))
+    return conv(randn(1, conv.in_channels, 9, 9, seed=99))
 
 
 def _linear(in_channels: int, kernel_size: int, out_features: int, *, bias: bool = True,
@@ -71,9 +50,9 @@ def _linear(in_channels: int, kernel_size: int, out_features: int, *, bias: bool
     def make() -> tuple:
         linear = nn.Linear(in_channels * kernel_size * kernel_size, out_features, bias=bias)
         with torch.no_grad():
-            linear.weight.copy_(_randn(*linear.weight.shape, seed=seed))
+            linear.weight.copy_(randn(*linear.weight.shape, seed=seed))
             if bias:
-                linear.bias.copy_(_randn(out_features, seed=seed + 1))
+                linear.bias.copy_(randn(out_features, seed=seed + 1))
         return linear, in_channels, kernel_size
     return make
 
@@ -84,7 +63,7 @@ def _upsampler(channels: int, factor: int, seed: int) -> nn.ConvTranspose2d:
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2,
                             bias=False)
     with torch.no_grad():
-        up.weight.copy_(_randn(*up.weight.shape, seed=seed) / (2 * factor))
+        up.weight.copy_(randn(*up.weight.shape, seed=seed) / (2 * factor))
     return up
 
 
@@ -94,8 +73,8 @@ def _fcn_inputs(variant: str, batch: int, classes: int, h: int, w: int,
     n_skips = {"32s": 0, "16s": 1, "8s": 2}[variant]
 
     def make() -> tuple:
-        score = _randn(batch, classes, h, w, seed=seed)
-        skips = [_randn(batch, classes, h * 2 ** (i + 1), w * 2 ** (i + 1), seed=seed + 1 + i)
+        score = randn(batch, classes, h, w, seed=seed)
+        skips = [randn(batch, classes, h * 2 ** (i + 1), w * 2 ** (i + 1), seed=seed + 1 + i)
                  for i in range(n_skips)]
         ups = [_upsampler(classes, 2, seed + 10 + i) for i in range(n_skips)]
         final = _upsampler(classes, 32 // 2 ** n_skips, seed + 20)
@@ -103,8 +82,6 @@ def _fcn_inputs(variant: str, batch: int, classes: int, h: int, w: int,
     return make
 
 
-def _const(*args: Any) -> Callable[[], tuple]:
-    return lambda: args
 
 
 # --------------------------------------------------------------------------- exercises
@@ -139,7 +116,7 @@ CONV_OUTPUT_SIZE = Exercise(
     id="ch01.conv_output_size",
     function="conv_output_size",
     reference=conv_output_size,
-    summary=_as_int,
+    summary=as_int,
     hint=(
         "H_out = floor((H + 2p - d(k-1) - 1) / s) + 1.\n"
         "d(k-1)+1 is the extent of the dilated kernel; the padded input has H + 2p pixels; "
@@ -147,17 +124,17 @@ CONV_OUTPUT_SIZE = Exercise(
         "division (//) and return an int."
     ),
     cases=[
-        Case("size 224, k 3, p 1 (VGG conv keeps the size)", _const(224, 3, 1, 1, 1)),
-        Case("size 224, k 2, s 2 (max-pool halves)", _const(224, 2, 2, 0, 1)),
-        Case("size 127, k 3, s 2, p 1 (odd size)", _const(127, 3, 2, 1, 1)),
-        Case("size 127, k 7 (fc6 as a conv, no padding)", _const(127, 7, 1, 0, 1)),
-        Case("size 7, k 7 (fc6 on a 7x7 pool5 map)", _const(7, 7, 1, 0, 1)),
-        Case("size 1, k 1", _const(1, 1, 1, 0, 1)),
-        Case("size 100, k 3, s 2 (no padding)", _const(100, 3, 2, 0, 1)),
-        Case("size 65, k 3, p 2, dilation 2", _const(65, 3, 1, 2, 2)),
-        Case("size 33, k 3, p 6, dilation 6", _const(33, 3, 1, 6, 6)),
-        Case("size 513, k 3, s 2, p 1", _const(513, 3, 2, 1, 1), hidden=True),
-        Case("size 31, k 5, s 3, p 1, dilation 2", _const(31, 5, 3, 1, 2), hidden=True),
+        Case("size 224, k 3, p 1 (VGG conv keeps the size)", const(224, 3, 1, 1, 1)),
+        Case("size 224, k 2, s 2 (max-pool halves)", const(224, 2, 2, 0, 1)),
+        Case("size 127, k 3, s 2, p 1 (odd size)", const(127, 3, 2, 1, 1)),
+        Case("size 127, k 7 (fc6 as a conv, no padding)", const(127, 7, 1, 0, 1)),
+        Case("size 7, k 7 (fc6 on a 7x7 pool5 map)", const(7, 7, 1, 0, 1)),
+        Case("size 1, k 1", const(1, 1, 1, 0, 1)),
+        Case("size 100, k 3, s 2 (no padding)", const(100, 3, 2, 0, 1)),
+        Case("size 65, k 3, p 2, dilation 2", const(65, 3, 1, 2, 2)),
+        Case("size 33, k 3, p 6, dilation 6", const(33, 3, 1, 6, 6)),
+        Case("size 513, k 3, s 2, p 1", const(513, 3, 2, 1, 1), hidden=True),
+        Case("size 31, k 5, s 3, p 1, dilation 2", const(31, 5, 3, 1, 2), hidden=True),
     ],
 )
 
@@ -165,7 +142,7 @@ CONV_TRANSPOSE_OUTPUT_SIZE = Exercise(
     id="ch01.conv_transpose_output_size",
     function="conv_transpose_output_size",
     reference=conv_transpose_output_size,
-    summary=_as_int,
+    summary=as_int,
     hint=(
         "H_out = (H - 1)s - 2p + d(k-1) + output_padding + 1.\n"
         "It is the convolution formula solved for the input size: the H input pixels are "
@@ -173,16 +150,16 @@ CONV_TRANSPOSE_OUTPUT_SIZE = Exercise(
         "is removed from both sides. FCN's kernel 2f, stride f, padding f/2 gives exactly f*H."
     ),
     cases=[
-        Case("size 7, k 4, s 2, p 1 (x2)", _const(7, 4, 2, 1, 0, 1)),
-        Case("size 3, k 16, s 8, p 4 (x8)", _const(3, 16, 8, 4, 0, 1)),
-        Case("size 1, k 64, s 32, p 16 (x32)", _const(1, 64, 32, 16, 0, 1)),
-        Case("size 127, k 4, s 2, p 1 (odd size)", _const(127, 4, 2, 1, 0, 1)),
-        Case("size 5, k 3, s 2, p 1", _const(5, 3, 2, 1, 0, 1)),
-        Case("size 5, k 3, s 2, p 1, output_padding 1", _const(5, 3, 2, 1, 1, 1)),
-        Case("size 10, k 3, dilation 2", _const(10, 3, 1, 0, 0, 2)),
-        Case("size 13, k 64, s 32, p 16", _const(13, 64, 32, 16, 0, 1), hidden=True),
+        Case("size 7, k 4, s 2, p 1 (x2)", const(7, 4, 2, 1, 0, 1)),
+        Case("size 3, k 16, s 8, p 4 (x8)", const(3, 16, 8, 4, 0, 1)),
+        Case("size 1, k 64, s 32, p 16 (x32)", const(1, 64, 32, 16, 0, 1)),
+        Case("size 127, k 4, s 2, p 1 (odd size)", const(127, 4, 2, 1, 0, 1)),
+        Case("size 5, k 3, s 2, p 1", const(5, 3, 2, 1, 0, 1)),
+        Case("size 5, k 3, s 2, p 1, output_padding 1", const(5, 3, 2, 1, 1, 1)),
+        Case("size 10, k 3, dilation 2", const(10, 3, 1, 0, 0, 2)),
+        Case("size 13, k 64, s 32, p 16", const(13, 64, 32, 16, 0, 1), hidden=True),
         Case("size 9, k 5, s 3, p 2, output_padding 1, dilation 2",
-             _const(9, 5, 3, 2, 1, 2), hidden=True),
+             const(9, 5, 3, 2, 1, 2), hidden=True),
     ],
 )
 
@@ -190,7 +167,7 @@ BILINEAR_KERNEL = Exercise(
     id="ch01.bilinear_kernel",
     function="bilinear_kernel",
     reference=bilinear_kernel,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "With f = ceil(k/2), the 1-D filter is 1 - |i - c| / f for i = 0..k-1; the 2-D filter "
         "is the outer product.\n"
@@ -200,14 +177,14 @@ BILINEAR_KERNEL = Exercise(
         "every other (in, out) pair is zero."
     ),
     cases=[
-        Case("k=2, 1 channel", _const(1, 1, 2)),
-        Case("k=3, 2 channels", _const(2, 2, 3)),
-        Case("k=4, 3 channels (x2 upsampling)", _const(3, 3, 4)),
-        Case("k=5, 1 channel", _const(1, 1, 5)),
-        Case("k=16, 21 channels (x8 upsampling, VOC)", _const(21, 21, 16)),
-        Case("k=4, 2 -> 3 channels (zeros off the diagonal)", _const(2, 3, 4)),
-        Case("k=64, 21 channels (x32 upsampling)", _const(21, 21, 64), hidden=True),
-        Case("k=7, 5 channels", _const(5, 5, 7), hidden=True),
+        Case("k=2, 1 channel", const(1, 1, 2)),
+        Case("k=3, 2 channels", const(2, 2, 3)),
+        Case("k=4, 3 channels (x2 upsampling)", const(3, 3, 4)),
+        Case("k=5, 1 channel", const(1, 1, 5)),
+        Case("k=16, 21 channels (x8 upsampling, VOC)", const(21, 21, 16)),
+        Case("k=4, 2 -> 3 channels (zeros off the diagonal)", const(2, 3, 4)),
+        Case("k=64, 21 channels (x32 upsampling)", const(21, 21, 64), hidden=True),
+        Case("k=7, 5 channels", const(5, 5, 7), hidden=True),
     ],
 )
 
@@ -215,7 +192,7 @@ PAD_TO_MULTIPLE = Exercise(
     id="ch01.pad_to_multiple",
     function="pad_to_multiple",
     reference=pad_to_multiple,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "Pad H by (-H) % m rows at the bottom and W by (-W) % m columns at the right, with "
         "zeros.\n"
@@ -224,14 +201,14 @@ PAD_TO_MULTIPLE = Exercise(
         "return x as it is when H and W are already multiples."
     ),
     cases=[
-        Case("64x64, multiple 32 (nothing to pad)", lambda: (_randn(1, 3, 64, 64, seed=11), 32)),
-        Case("127x127, multiple 32", lambda: (_randn(1, 3, 127, 127, seed=12), 32)),
-        Case("100x151, multiple 32, batch 2", lambda: (_randn(2, 3, 100, 151, seed=13), 32)),
-        Case("1x1, multiple 32", lambda: (_randn(1, 3, 1, 1, seed=14), 32)),
-        Case("33x65, multiple 32", lambda: (_randn(1, 1, 33, 65, seed=15), 32)),
-        Case("30x17, multiple 8", lambda: (_randn(1, 4, 30, 17, seed=16), 8)),
-        Case("95x129, multiple 16", lambda: (_randn(1, 3, 95, 129, seed=17), 16), hidden=True),
-        Case("40x41, multiple 8, batch 2", lambda: (_randn(2, 5, 40, 41, seed=18), 8),
+        Case("64x64, multiple 32 (nothing to pad)", lambda: (randn(1, 3, 64, 64, seed=11), 32)),
+        Case("127x127, multiple 32", lambda: (randn(1, 3, 127, 127, seed=12), 32)),
+        Case("100x151, multiple 32, batch 2", lambda: (randn(2, 3, 100, 151, seed=13), 32)),
+        Case("1x1, multiple 32", lambda: (randn(1, 3, 1, 1, seed=14), 32)),
+        Case("33x65, multiple 32", lambda: (randn(1, 1, 33, 65, seed=15), 32)),
+        Case("30x17, multiple 8", lambda: (randn(1, 4, 30, 17, seed=16), 8)),
+        Case("95x129, multiple 16", lambda: (randn(1, 3, 95, 129, seed=17), 16), hidden=True),
+        Case("40x41, multiple 8, batch 2", lambda: (randn(2, 5, 40, 41, seed=18), 8),
              hidden=True),
     ],
 )
@@ -240,7 +217,7 @@ FUSE_SKIPS = Exercise(
     id="ch01.fuse_skips",
     function="fuse_skips",
     reference=fuse_skips,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "For each (skip, up) pair in order: score = up(score) + skip; then return "
         "final_upsampler(score).\n"
@@ -270,6 +247,3 @@ EXERCISES = [
     PAD_TO_MULTIPLE,
     FUSE_SKIPS,
 ]
-
-for _exercise in EXERCISES:
-    register(_exercise)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .exercise import get_exercise
+from .registry import get_exercise
 
 # nbformat is imported where it is needed: it takes a second or more to import (jsonschema),
 # and neither ``import segedu`` nor the grader's child process needs it.

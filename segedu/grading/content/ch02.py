@@ -12,9 +12,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..segnet import max_pool_with_indices, max_unpool, upsampling_memory
-from .ch01 import _const, _randn
-from .exercise import Case, Exercise, register
+from ...segnet import max_pool_with_indices, max_unpool, upsampling_memory
+from ..engine.exercise import Case, Exercise
+from .cases import as_tensor, const, randn
 
 __all__ = ["EXERCISES"]
 
@@ -32,10 +32,6 @@ def _pool_result(value: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return values, indices
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(value).__name__}")
-    return value
 
 
 def _as_memory(value: Any) -> dict[str, int]:
@@ -61,7 +57,7 @@ def _as_memory(value: Any) -> dict[str, int]:
 def _pool_inputs(*shape: int, seed: int, ceil_mode: bool = True,
                  relu: bool = False) -> Callable[[], tuple]:
     def make() -> tuple:
-        x = _randn(*shape, seed=seed)
+        x = randn(*shape, seed=seed)
         if relu:  # post-ReLU maps: many zeros, so ties inside windows
             x = x.clamp(min=0)
         return x, ceil_mode
@@ -72,7 +68,7 @@ def _unpool_inputs(*shape: int, seed: int, ceil_mode: bool = True,
                    scale: float = 1.0) -> Callable[[], tuple]:
     """(values, indices, output_size) from pooling a random (N, C, H, W) map."""
     def make() -> tuple:
-        x = _randn(*shape, seed=seed) * scale
+        x = randn(*shape, seed=seed) * scale
         values, indices = F.max_pool2d(x, 2, 2, ceil_mode=ceil_mode, return_indices=True)
         return values, indices, tuple(shape[-2:])
     return make
@@ -130,7 +126,7 @@ MAX_UNPOOL = Exercise(
     id="ch02.max_unpool",
     function="max_unpool",
     reference=max_unpool,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "Scatter the flattened values into zeros of shape (N, C, H*W) at the flattened "
         "indices, then reshape to (N, C, H, W).\n"
@@ -170,24 +166,21 @@ UPSAMPLING_MEMORY = Exercise(
         "and 'indices_2bit', each an int."
     ),
     cases=[
-        Case("one 64-channel 224x224 map", _const([(1, 64, 224, 224)])),
-        Case("SegNet at 64x64, batch 8", _const(_pre_pool_shapes(64, 64, batch=8)), points=2),
+        Case("one 64-channel 224x224 map", const([(1, 64, 224, 224)])),
+        Case("SegNet at 64x64, batch 8", const(_pre_pool_shapes(64, 64, batch=8)), points=2),
         Case("SegNet at CamVid's 360x480 (odd maps round up)",
-             _const(_pre_pool_shapes(360, 480)), points=2),
-        Case("a 3x5 map, 1 channel (bits rounded up to bytes)", _const([(1, 1, 3, 5)])),
+             const(_pre_pool_shapes(360, 480)), points=2),
+        Case("a 3x5 map, 1 channel (bits rounded up to bytes)", const([(1, 1, 3, 5)])),
         Case("two 2x2 maps, 1 channel (each rounded up to a byte)",
-             _const([(1, 1, 2, 2), (1, 1, 2, 2)])),
-        Case("rounding down: 7x9, 2 channels", _const([(1, 2, 7, 9)], False)),
-        Case("no maps at all", _const([])),
-        Case("SegNet at 127x200, batch 2", _const(_pre_pool_shapes(127, 200, batch=2)),
+             const([(1, 1, 2, 2), (1, 1, 2, 2)])),
+        Case("rounding down: 7x9, 2 channels", const([(1, 2, 7, 9)], False)),
+        Case("no maps at all", const([])),
+        Case("SegNet at 127x200, batch 2", const(_pre_pool_shapes(127, 200, batch=2)),
              hidden=True, points=2),
         Case("width 1/8 at 100x151, rounding down",
-             _const(_pre_pool_shapes(100, 151, channels=(8, 16, 32, 64, 64)), False),
+             const(_pre_pool_shapes(100, 151, channels=(8, 16, 32, 64, 64)), False),
              hidden=True),
     ],
 )
 
 EXERCISES = [MAX_POOL_WITH_INDICES, MAX_UNPOOL, UPSAMPLING_MEMORY]
-
-for _exercise in EXERCISES:
-    register(_exercise)

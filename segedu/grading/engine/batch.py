@@ -1,7 +1,7 @@
 """Grading many submissions at once: one row per submission, a CSV and JSON gradebook.
 
 ``segedu grade submissions/`` finds every notebook under the folder, grades each in its own
-process (:func:`segedu.grading.grader.grade_notebook`), and carries on whatever one of them
+process (:func:`~segedu.grading.engine.judge.grade_notebook`), and carries on whatever one of them
 does: a submission that cannot be graded at all (not a notebook of a known chapter) gets a
 row with status ``"not graded: <why>"`` and no points.
 
@@ -14,34 +14,19 @@ path, its file name without ``.ipynb``, unless that looks like a chapter's name
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grader import (
-    GradeReport,
-    _one_line,
-    format_points,
-    grade_notebook,
-    instructor_test_files,
-)
+from .judge import grade_notebook
+from .registry import instructor_test_files
+from .reports import Gradebook, GradeReport, Submission, one_line
 
-__all__ = ["Submission", "Gradebook", "find_submissions", "grade_submissions", "summary_line",
-           "write_json"]
-
-
-@dataclass(frozen=True)
-class Submission:
-    student: str
-    path: Path
+__all__ = ["find_submissions", "grade_submissions"]
 
 
 def _student_of(path: Path, root: Path | None) -> str:
@@ -83,78 +68,9 @@ def find_submissions(paths: Sequence[str | os.PathLike]) -> list[Submission]:
     return list(unique.values())
 
 
-@dataclass
-class Gradebook:
-    """The reports of a batch, in the order graded, and how long it took."""
-
-    rows: list[tuple[Submission, GradeReport]] = field(default_factory=list)
-    elapsed: float = 0.0
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def exercise_ids(self) -> list[str]:
-        ids: list[str] = []
-        for _, report in self.rows:
-            ids += [ex.id for ex in report.exercises if ex.id not in ids]
-        return ids
-
-    def to_csv(self) -> str:
-        """One row per submission: student, notebook, chapter, score, max_score, percent,
-        status, flags (``; ``-separated), then one column per exercise (its points)."""
-        ids = self.exercise_ids()
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["student", "notebook", "chapter", "score", "max_score", "percent",
-                         "status", "flags", *ids])
-        for submission, report in self.rows:
-            points = {ex.id: format_points(ex.score) for ex in report.exercises}
-            percent = (f"{100 * report.score / report.max_score:.1f}"
-                       if report.max_score else "0.0")
-            writer.writerow([submission.student, str(submission.path), report.chapter,
-                             format_points(report.score), format_points(report.max_score),
-                             percent, report.status, "; ".join(report.flags),
-                             *(points.get(i, "") for i in ids)])
-        return out.getvalue()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": "segedu-gradebook-1",
-            "elapsed_s": round(self.elapsed, 2),
-            "settings": self.settings,
-            "submissions": [{"student": s.student, **r.to_dict()} for s, r in self.rows],
-        }
-
-    def to_markdown(self) -> str:
-        """A table of every submission, then each submission's exercise table."""
-        lines = ["# Gradebook", "",
-                 f"{len(self.rows)} submissions graded in {self.elapsed:.0f} s.", "",
-                 "| student | notebook | score | status | flags |", "|---|---|---|---|---|"]
-        for submission, report in self.rows:
-            flags = len(report.flags)
-            lines.append(
-                f"| {_cell(submission.student)} | {_cell(submission.path.name)} | "
-                f"{format_points(report.score)} / {format_points(report.max_score)} | "
-                f"{_cell(report.status)} | {flags if flags else ''} |")
-        lines.append("")
-        for submission, report in self.rows:
-            lines.append(report.to_markdown(
-                title=f"{_one_line(submission.student)} ({submission.path.name})"))
-        return "\n".join(lines)
-
-
-def summary_line(submission: Submission, report: GradeReport) -> str:
-    """``alice  01_fcn.ipynb  17 / 30  ok``: one submission's row on the terminal."""
-    flags = f"  ⚠ {len(report.flags)} flagged" if report.flags else ""
-    return (f"{submission.student:<20} {submission.path.name:<24} "
-            f"{format_points(report.score):>6} / {format_points(report.max_score):<6} "
-            f"{report.status}{flags}")
-
-
-def _cell(text: str) -> str:
-    return _one_line(text, 120).replace("|", "/")
-
 
 def _not_graded(path: Path, error: Exception, chapter: str | None) -> GradeReport:
-    return GradeReport(str(path), chapter or "?", f"not graded: {_one_line(str(error), 200)}",
+    return GradeReport(str(path), chapter or "?", f"not graded: {one_line(str(error), 200)}",
                        [])
 
 
@@ -206,6 +122,3 @@ def grade_submissions(
     book.elapsed = time.perf_counter() - start
     return book
 
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -13,25 +13,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.sizes import atrous_taps_inside
-from ..deeplab import ASPP, dilate_kernel, image_pooling
-from .ch01 import _as_int, _as_tensor, _const
-from .exercise import Case, Exercise, register, seeded_randn
+from ...core.sizes import atrous_taps_inside
+from ...deeplab import ASPP, dilate_kernel, image_pooling
+from ..engine.exercise import Case, Exercise
+from .cases import as_int, as_tensor, const, module_summary, randn, state_shapes
 
 __all__ = ["EXERCISES"]
-
-_randn = seeded_randn  # every random input depends on the grading seed too
-
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _weight(*shape: int, seed: int) -> Callable[[], tuple]:
-    return lambda: (_randn(*shape, seed=seed),)
+    return lambda: (randn(*shape, seed=seed),)
 
 
 def _kernel(shape: tuple[int, ...], rate: int, seed: int) -> Callable[[], tuple]:
-    return lambda: (_randn(*shape, seed=seed), rate)
+    return lambda: (randn(*shape, seed=seed), rate)
 
 
 def _seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
@@ -41,14 +38,14 @@ def _seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, to
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(0)
         elif key.endswith("running_var"):
-            state[key] = _randn(*shape, seed=seed + i).abs() + 0.5
+            state[key] = randn(*shape, seed=seed + i).abs() + 0.5
         elif key.endswith(("running_mean", "bias")):
-            state[key] = 0.1 * _randn(*shape, seed=seed + i)
+            state[key] = 0.1 * randn(*shape, seed=seed + i)
         elif key.endswith("weight") and len(shape) == 1:          # BN scale
-            state[key] = 1 + 0.1 * _randn(*shape, seed=seed + i)
+            state[key] = 1 + 0.1 * randn(*shape, seed=seed + i)
         else:
             fan_in = max(1, int(torch.Size(shape[1:]).numel()))
-            state[key] = _randn(*shape, seed=seed + i) / fan_in ** 0.5
+            state[key] = randn(*shape, seed=seed + i) / fan_in ** 0.5
     return state
 
 
@@ -62,58 +59,29 @@ def _pooling_inputs(batch: int, in_channels: int, out_channels: int, size: tuple
         bn.load_state_dict(_seeded_state({k: tuple(v.shape) for k, v in bn.state_dict().items()},
                                          seed + 10))
         bn.train(training)
-        return _randn(batch, in_channels, *size, seed=seed + 20), conv, bn
+        return randn(batch, in_channels, *size, seed=seed + 20), conv, bn
     return make
 
 
-def _aspp_shapes(in_channels: int, out_channels: int,
-                 rates: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    reference = ASPP(in_channels, out_channels, rates)
-    return {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-
-
-def _check_aspp(module: Any, in_channels: int, out_channels: int, rates: Sequence[int]) -> None:
-    """Raise TypeError saying how ``module``'s state differs from the reference ASPP's."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"expected an nn.Module (an ASPP), got {type(module).__name__}")
-    expected = _aspp_shapes(in_channels, out_channels, rates)
-    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    if missing or extra:
-        hint = (" (the branches are not registered: keep them in an nn.ModuleList)"
-                if not any(k.startswith("convs.") for k in got) else "")
-        raise TypeError(f"ASPP({in_channels}, {out_channels}, {tuple(rates)}) should hold "
-                        f"{len(expected)} tensors; missing {missing[:6]}"
-                        f"{' ...' if len(missing) > 6 else ''}, unexpected {extra[:6]}{hint}")
-    for key, shape in expected.items():
-        if got[key] != shape:
-            raise TypeError(f"{key} has shape {got[key]}, expected {shape} for "
-                            f"ASPP({in_channels}, {out_channels}, {tuple(rates)})")
+_ASPP_PARTS = ("keep the branches in an nn.ModuleList named self.convs and the projection "
+               "in self.project")
 
 
 def _aspp_structure(in_channels: int, out_channels: int,
                     rates: Sequence[int]) -> Callable[[Any], Any]:
     """Summary: the state_dict's names and shapes."""
-    def summary(module: Any) -> dict[str, tuple[int, ...]]:
-        _check_aspp(module, in_channels, out_channels, rates)
-        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    return summary
+    return module_summary(ASPP, (in_channels, out_channels, tuple(rates)), _ASPP_PARTS)
 
 
 def _aspp_forward(in_channels: int, out_channels: int, rates: Sequence[int],
                   size: tuple[int, int], batch: int, seed: int) -> Callable[[Any], Any]:
     """Summary: load seeded weights by name, run the module in eval mode on a seeded map."""
-    def summary(module: Any) -> torch.Tensor:
-        _check_aspp(module, in_channels, out_channels, rates)
-        module.load_state_dict(_seeded_state(_aspp_shapes(in_channels, out_channels, rates),
-                                             seed))
+    def run(module: nn.Module) -> torch.Tensor:
+        module.load_state_dict(_seeded_state(state_shapes(module), seed))
         module.eval()
-        out = module(_randn(batch, in_channels, *size, seed=seed + 100))
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"forward(x) must return a Tensor, got {type(out).__name__}")
-        return out
-    return summary
+        x = randn(batch, in_channels, *size, seed=seed + 100)
+        return as_tensor(module(x), returned_by="forward(x)")
+    return module_summary(ASPP, (in_channels, out_channels, tuple(rates)), _ASPP_PARTS, run)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -122,7 +90,7 @@ DILATE_KERNEL = Exercise(
     id="ch05.dilate_kernel",
     function="dilate_kernel",
     reference=dilate_kernel,
-    summary=_as_tensor,
+    summary=as_tensor,
     hint=(
         "Make zeros of shape (out, in, rate*(kH-1)+1, rate*(kW-1)+1) and put the weights at "
         "every rate-th position: sparse[..., ::rate, ::rate] = weight.\n"
@@ -147,7 +115,7 @@ ATROUS_TAPS_INSIDE = Exercise(
     id="ch05.atrous_taps_inside",
     function="atrous_taps_inside",
     reference=atrous_taps_inside,
-    summary=_as_int,
+    summary=as_int,
     hint=(
         "Offsets of the taps from the centre are rate * (j - k // 2) for j in range(k); count "
         "those with 0 <= position + offset < size.\n"
@@ -156,16 +124,16 @@ ATROUS_TAPS_INSIDE = Exercise(
         "as large as the map only the centre tap remains. Return a Python int."
     ),
     cases=[
-        Case("33 cells (513 at stride 16), rate 12", _const(33, 12)),
-        Case("33 cells, rate 24", _const(33, 24)),
-        Case("65 cells (513 at stride 8), rate 36", _const(65, 36)),
-        Case("9 cells, rate 12", _const(9, 12)),
-        Case("32 cells (even), rate 16", _const(32, 16)),
-        Case("33 cells, rate 6, at the first pixel", _const(33, 6, 3, 0)),
-        Case("33 cells, a 5-tap kernel at rate 6", _const(33, 6, 5)),
-        Case("33 cells, a 5-tap kernel at rate 12", _const(33, 12, 5)),
-        Case("129 cells, rate 18", _const(129, 18), hidden=True),
-        Case("20 cells, a 5-tap kernel at rate 7, at the last pixel", _const(20, 7, 5, 19),
+        Case("33 cells (513 at stride 16), rate 12", const(33, 12)),
+        Case("33 cells, rate 24", const(33, 24)),
+        Case("65 cells (513 at stride 8), rate 36", const(65, 36)),
+        Case("9 cells, rate 12", const(9, 12)),
+        Case("32 cells (even), rate 16", const(32, 16)),
+        Case("33 cells, rate 6, at the first pixel", const(33, 6, 3, 0)),
+        Case("33 cells, a 5-tap kernel at rate 6", const(33, 6, 5)),
+        Case("33 cells, a 5-tap kernel at rate 12", const(33, 12, 5)),
+        Case("129 cells, rate 18", const(129, 18), hidden=True),
+        Case("20 cells, a 5-tap kernel at rate 7, at the last pixel", const(20, 7, 5, 19),
              hidden=True),
     ],
 )
@@ -174,7 +142,7 @@ IMAGE_POOLING = Exercise(
     id="ch05.image_pooling",
     function="image_pooling",
     reference=image_pooling,
-    summary=_as_tensor,
+    summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
     hint=(
@@ -220,25 +188,22 @@ ASPP_EXERCISE = Exercise(
         "self.project."
     ),
     cases=[
-        Case("ASPP(16, 8, (6, 12, 18)): parameter names and shapes", _const(16, 8, (6, 12, 18)),
+        Case("ASPP(16, 8, (6, 12, 18)): parameter names and shapes", const(16, 8, (6, 12, 18)),
              summary=_aspp_structure(16, 8, (6, 12, 18)), points=2),
         Case("ASPP(16, 8, (6, 12, 18)) on a 33x33 map (513 at stride 16)",
-             _const(16, 8, (6, 12, 18)), points=2,
+             const(16, 8, (6, 12, 18)), points=2,
              summary=_aspp_forward(16, 8, (6, 12, 18), (33, 33), 1, seed=100)),
-        Case("ASPP(12, 4, (2, 4, 6)), batch 2, odd 9x13 map", _const(12, 4, (2, 4, 6)),
+        Case("ASPP(12, 4, (2, 4, 6)), batch 2, odd 9x13 map", const(12, 4, (2, 4, 6)),
              points=3, summary=_aspp_forward(12, 4, (2, 4, 6), (9, 13), 2, seed=200)),
-        Case("ASPP(8, 6, (1, 3)): two rates", _const(8, 6, (1, 3)), points=2,
+        Case("ASPP(8, 6, (1, 3)): two rates", const(8, 6, (1, 3)), points=2,
              summary=_aspp_forward(8, 6, (1, 3), (7, 5), 2, seed=300)),
         Case("ASPP(10, 4, (12, 24, 36)): parameter names and shapes",
-             _const(10, 4, (12, 24, 36)), summary=_aspp_structure(10, 4, (12, 24, 36)),
+             const(10, 4, (12, 24, 36)), summary=_aspp_structure(10, 4, (12, 24, 36)),
              hidden=True),
         Case("ASPP(24, 8, (12, 24, 36)), batch 2, 17x11 map (rates beyond the map)",
-             _const(24, 8, (12, 24, 36)), points=3, hidden=True,
+             const(24, 8, (12, 24, 36)), points=3, hidden=True,
              summary=_aspp_forward(24, 8, (12, 24, 36), (17, 11), 2, seed=400)),
     ],
 )
 
 EXERCISES = [DILATE_KERNEL, ATROUS_TAPS_INSIDE, IMAGE_POOLING, ASPP_EXERCISE]
-
-for _exercise in EXERCISES:
-    register(_exercise)

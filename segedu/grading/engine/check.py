@@ -1,0 +1,67 @@
+"""The in-notebook check: ``segedu.check("ch01.bilinear_kernel", bilinear_kernel)``.
+
+Feedback, not grading: it runs the *public* cases of one exercise on the student's function in
+the student's own process, compares with the reference computed there too, and prints a line
+per case. Nothing is scored, so nothing needs protecting from the student's code; the grader
+(:mod:`~segedu.grading.engine.judge`) is what keeps the two apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .exercise import compare, compute, reference_value
+from .registry import get_exercise
+from .reports import one_line
+
+__all__ = ["CheckResult", "check", "check_result"]
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check` found; true when every public case passed."""
+
+    exercise_id: str
+    passed: int
+    total: int
+
+    def __bool__(self) -> bool:
+        return self.passed == self.total
+
+
+def check(exercise_id: str, fn: Callable) -> None:
+    """Run the public cases of ``exercise_id`` on ``fn`` here and print a line per case.
+
+    ``✓ <case>`` for a pass, ``✗ <case>: <what differs>`` for a failure, the hint once if
+    anything failed, and ``<id>: k/n cases passed``. Exceptions raised by ``fn`` (such as the
+    stub's ``NotImplementedError``) become ✗ lines. This is feedback, not grading: hidden
+    cases are not run and nothing is scored. Returns None, so a notebook cell shows only the
+    printed lines; use :func:`check_result` to get the outcome as a value.
+    """
+    check_result(exercise_id, fn, verbose=True)
+
+
+def check_result(exercise_id: str, fn: Callable, *, verbose: bool = False) -> CheckResult:
+    """Like :func:`check`, but silent by default and returning a :class:`CheckResult`."""
+    exercise = get_exercise(exercise_id)
+    lines = []
+    passed = 0
+    cases = exercise.public_cases()
+    for case in cases:
+        try:
+            got = compute(exercise, fn, case)
+        except NotImplementedError:
+            ok, message = False, "not implemented yet (the function raises NotImplementedError)"
+        except Exception as error:
+            ok, message = False, f"raised {type(error).__name__}: {error}"
+        else:
+            ok, message = compare(exercise, got, reference_value(exercise, case))
+        passed += ok
+        lines.append(f"✓ {case.name}" if ok else f"✗ {case.name}: {one_line(message)}")
+    if passed < len(cases) and exercise.hint:
+        lines.append(f"hint: {exercise.hint.strip()}")
+    lines.append(f"{exercise.id}: {passed}/{len(cases)} cases passed")
+    if verbose:
+        print("\n".join(lines))
+    return CheckResult(exercise.id, passed, len(cases))
