@@ -245,15 +245,19 @@ def _preexec(rlimits: list[tuple[int, int, int]]):
 
 
 def _processes_of(uid: int) -> list[int]:
-    """Pids of the processes whose real uid is ``uid`` (that this process can see)."""
+    """Pids of the live (not zombie) processes of ``uid`` that this process can see."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-            except OSError:
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    state = f.read().rpartition(b")")[2].split()[0]
+            except (OSError, IndexError):
                 continue
+            if state not in (b"Z", b"X"):
+                pids.append(int(entry))
     return pids
 
 
