@@ -440,3 +440,14 @@ def test_user_level_kills_a_setsid_daemon_and_keeps_the_output_files():
                        isolation=USER, limits=SMALL)
     assert run.files == {"out.txt": b"ok\n"}, (run.files, out(run))
     assert survivors(marker) == []
+
+
+@needs_root
+def test_user_level_explains_an_interpreter_its_user_cannot_reach(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    tool = private / "tool"
+    tool.write_text("#!/bin/sh\necho hi\n")
+    tool.chmod(0o755)
+    with pytest.raises(IsolationUnavailable, match="readable by other users"):
+        run_isolated([str(tool)], isolation=USER, limits=SMALL)

@@ -807,10 +807,20 @@ def _run_plain(argv, limits, inputs, packages, env, private, out, err, uid):
     work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _write_inputs(work_fd, inputs, owner=uid)
-        proc = subprocess.Popen(
-            argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            env=child_env, user=uid, group=uid, extra_groups=[] if uid is not None else None,
-            start_new_session=True, preexec_fn=_preexec(limits_here))
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env=child_env, user=uid, group=uid,
+                extra_groups=[] if uid is not None else None,
+                start_new_session=True, preexec_fn=_preexec(limits_here))
+        except PermissionError as error:
+            if uid is None:
+                raise
+            raise IsolationUnavailable(
+                f"the run's user (uid {uid}) cannot start {argv[0]!r} ({error.strerror}): at "
+                "the 'user' level the interpreter and its packages must be readable by other "
+                "users (not under /root, as pyenv installs it). Install bubblewrap, which "
+                "binds them without that, or install Python system-wide.") from None
         exited = _wait(proc, limits.wall_seconds)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
