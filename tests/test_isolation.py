@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
-import stat
 import sys
 import sysconfig
 import threading
@@ -21,9 +19,16 @@ from pathlib import Path
 import pytest
 
 from segedu.grading import isolation
-from segedu.grading.isolation import (ChildFileRejected, Isolation, IsolationUnavailable,
-                                      Limits, detect_isolation, list_child_dir,
-                                      read_child_file, run_isolated)
+from segedu.grading.isolation import (
+    ChildFileRejected,
+    Isolation,
+    IsolationUnavailable,
+    Limits,
+    detect_isolation,
+    list_child_dir,
+    read_child_file,
+    run_isolated,
+)
 
 PACKAGE = Path(isolation.__file__).resolve().parents[1]  # .../segedu
 ROOT = os.geteuid() == 0
@@ -148,7 +153,8 @@ import os, sys, sqlite3
 for target in sys.argv[1:]:
     for how, act in (("write", lambda p: open(p + "/evil.py", "w").write("x")),
                      ("fifo", lambda p: os.mkfifo(p + "/evil.fifo")),
-                     ("sqlite", lambda p: sqlite3.connect(p + "/evil.db").execute("create table t(x)")),
+                     ("sqlite", lambda p: sqlite3.connect(p + "/e.db")
+                                           .execute("create table t(x)")),
                      ("mkdir", lambda p: os.mkdir(p + "/evil"))):
         try:
             act(target)
@@ -333,7 +339,8 @@ import os, sys, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)", sys.argv[1]])
+        os.execv(sys.executable,
+                 [sys.executable, "-c", "import time; time.sleep(120)", sys.argv[1]])
     os._exit(0)
 time.sleep(1)
 print("parent leaves")

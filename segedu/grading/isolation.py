@@ -151,11 +151,12 @@ _DESCRIPTIONS = {
 
 
 def _bwrap_flags() -> list[str]:
-    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+            "--new-session",
             "--uid", str(CHILD_UID), "--gid", str(CHILD_UID), "--hostname", "sandbox"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bubblewrap_works(bwrap: str) -> bool:
     """Whether ``bwrap`` can build the sandbox :func:`run_isolated` builds (probed once)."""
     probe = [bwrap, *_bwrap_flags(), "--ro-bind", "/", "/", "--proc", "/proc",
