@@ -1,4 +1,4 @@
-"""Hostile children run through :func:`segedu.grading.isolation.run_isolated`: each test
+"""Hostile children run through :func:`segedu.grading.engine.isolation.run_isolated`: each test
 states an attack, asserts that it fails, and that the parent (this test process) survives.
 
 The bubblewrap tests run wherever ``bwrap`` is installed (CI installs it); the "user" level
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from segedu.grading import isolation
-from segedu.grading.isolation import (
+from segedu.grading.engine import isolation
+from segedu.grading.engine.isolation import (
     ChildFileRejected,
     Isolation,
     IsolationUnavailable,
@@ -30,7 +30,7 @@ from segedu.grading.isolation import (
     run_isolated,
 )
 
-PACKAGE = Path(isolation.__file__).resolve().parents[1]  # .../segedu
+PACKAGE = Path(isolation.__file__).resolve().parents[2]  # .../segedu (engine -> grading -> segedu)
 ROOT = os.geteuid() == 0
 SMALL = Limits(wall_seconds=30, memory_bytes=1 << 30, processes=32, disk_bytes=8 << 20,
                tmp_bytes=4 << 20, file_bytes=16 << 20)

@@ -1,6 +1,6 @@
 """Start an untrusted command under operating-system isolation, and read back what it wrote.
 
-The grader's other defences (:mod:`segedu.grading.sandbox`: Python audit hooks, a call
+The grader's other defences (:mod:`segedu.grading.engine.confine`: Python audit hooks, a call
 monitor) live *inside* the submission's process, so code that takes the process over can
 undo them. This module puts the boundary in the kernel instead. Read it in this order:
 
