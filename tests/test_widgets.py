@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from segedu.tools import widgets
+from segedu.tools.widgets.aspp import _valid_weight_curve
+from segedu.tools.widgets.base import as_image
 
 SIGNATURES = {"png": b"\x89PNG", "jpeg": b"\xff\xd8\xff"}
 
@@ -176,14 +178,18 @@ def test_widgets_accept_an_image_tensor_and_reject_a_bad_one():
     explorer = widgets.ppm_explorer(image=image)
     assert explorer.last_error is None
     with pytest.raises(ValueError, match="image must be"):
-        widgets._as_image(torch.rand(2, 40, 50), 8, 8)
+        as_image(torch.rand(2, 40, 50), 8, 8)
     assert widgets.sample_image(32).shape == (32, 32, 3)
 
 
-def test_aspp_valid_weight_curve_matches_the_receptive_arithmetic():
-    from segedu.tools.receptive import aspp_taps
-
-    curve = widgets._valid_weight_curve(33)  # vectorised for the plot
-    by_rate = [aspp_taps(513, 16, [rate])[0].valid_fraction for rate in range(1, 67)]
-    assert curve == pytest.approx(by_rate)
+def test_aspp_explorer_curve_is_the_share_of_kernel_weights_that_land_on_the_map():
+    # Counted independently: a dilated 3x3 conv of ones over a map of ones, zero-padded, gives at
+    # each position the number of taps on the map.
+    size = 33
+    curve = _valid_weight_curve(size)
+    ones = torch.ones(1, 1, size, size)
+    for rate in (1, 6, 12, 16, 17, 32, 33, 66):
+        taps = torch.nn.functional.conv2d(ones, torch.ones(1, 1, 3, 3), padding=rate,
+                                          dilation=rate)
+        assert curve[rate - 1] == pytest.approx(taps.mean().item() / 9)
     assert curve[-1] == pytest.approx(1 / 9)  # rate >= map size: only the centre weight
