@@ -1,6 +1,8 @@
 """Chapter 5 — DeepLab v1, v2, v3 and v3+ (Chen, Papandreou, Kokkinos, Murphy, Yuille et al.).
 
-Read this next to the four papers. The module builds, in order:
+Read this next to the four papers. One chapter, four papers and a CRF: that is why this module
+is longer than the others (about 650 lines); each section below stands on its own. The module
+builds, in order:
 
 1. **Atrous convolution** (v1, ICLR 2015, Sec. 3.1; v2, TPAMI 2017, Sec. 3.1). A 3x3 kernel
    at rate ``r`` reads 9 pixels spread ``r`` apart: it *is* an ordinary convolution with a
