@@ -22,3 +22,18 @@ def assert_logits_at_input_size(model: torch.nn.Module, size: tuple[int, int], n
         assert value.dtype == torch.float32
         assert torch.isfinite(value).all()
     return out
+
+
+def assert_rejects_bad_images(model: torch.nn.Module, in_channels: int = 3) -> None:
+    """The bad-input contract: a wrong rank, channel count, layout or dtype is a ValueError that
+    says what was expected (never a shape error from deep inside a conv)."""
+    import pytest  # only the tests use this module
+
+    with pytest.raises(ValueError, match="unsqueeze"):              # (C, H, W): no batch axis
+        model(torch.randn(in_channels, 64, 64))
+    with pytest.raises(ValueError, match=f"{in_channels} channels"):
+        model(torch.randn(1, in_channels + 1, 64, 64))
+    with pytest.raises(ValueError, match="channels-last"):          # (N, H, W, C)
+        model(torch.randn(1, 64, 64, in_channels))
+    with pytest.raises(ValueError, match="floating-point"):
+        model(torch.zeros(1, in_channels, 64, 64, dtype=torch.uint8))

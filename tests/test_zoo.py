@@ -20,7 +20,7 @@ import inspect
 
 import pytest
 import torch
-from contract import assert_logits_at_input_size
+from contract import assert_logits_at_input_size, assert_rejects_bad_images
 
 import segedu
 from segedu.deploy import export_onnx, run_onnx
@@ -95,13 +95,7 @@ def test_every_zoo_model_is_deterministic_in_eval_and_round_trips_its_state_dict
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_zoo_model_rejects_bad_input_with_a_value_error(name):
-    model = small(name).eval()
-    with pytest.raises(ValueError, match="4 dimensions"):
-        model(torch.randn(3, 64, 64))
-    with pytest.raises(ValueError, match="3 channels"):
-        model(torch.randn(1, 4, 64, 64))
-    with pytest.raises(ValueError, match="floating-point"):
-        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    assert_rejects_bad_images(small(name).eval())
     with pytest.raises(ValueError, match="does not take that option"):
         segedu.build_model(name, NUM_CLASSES, no_such_option=1)
 
