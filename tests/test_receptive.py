@@ -276,6 +276,104 @@ def test_receptive_field_errors_name_the_problem():
         effective_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), 9, "nope")
 
 
+def test_receptive_field_rows_follow_the_recurrences_layer_by_layer():
+    from segedu.tools.receptive import RFRow, receptive_field
+
+    stack = [nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+             nn.Conv2d(1, 1, 3, stride=2, padding=2, dilation=2), nn.BatchNorm2d(1),
+             nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1)]
+    # r += (e - 1) j, c += ((e - 1) / 2 - p) j, j *= s; a transposed conv divides by s instead
+    assert receptive_field(stack) == [
+        RFRow("0", "0", "conv", 3, 1, 1, 1, size=3, jump=1, centre=0, start=-1),
+        RFRow("2", "2", "pool", 2, 2, 1, 0, size=4, jump=2, centre=0.5, start=-1),
+        RFRow("3", "3", "conv", 3, 2, 2, 2, size=12, jump=4, centre=0.5, start=-5),
+        RFRow("5", "5", "tconv", 4, 2, 1, 1, size=18, jump=2, centre=-0.5, start=-9),
+    ]
+    assert [type(v) for v in (receptive_field(stack)[1].size, receptive_field(stack)[1].centre)] \
+        == [int, float]  # whole numbers come back as ints
+    assert receptive_field(stack)[-1].field(3) == (-3, 14)
+
+
+def test_receptive_field_accepts_square_tuples_and_names_unsupported_settings():
+    from segedu.tools.receptive import receptive_field
+
+    row = receptive_field([nn.Conv2d(1, 1, (3, 3), stride=(2, 2), padding=(1, 1))])[0]
+    assert (row.kernel, row.stride, row.padding, row.size) == (3, 2, 1, 3)
+    with pytest.raises(ValueError, match="padding='same' is not supported here"):
+        receptive_field([nn.Conv2d(1, 1, 3, padding="same")])
+    with pytest.raises(ValueError, match="found no conv or pool layer"):
+        receptive_field([nn.ReLU(), nn.BatchNorm2d(1)])
+
+
+def test_upto_a_label_stops_at_that_layer_and_upto_a_block_after_its_last_layer():
+    from segedu.backbones import resnet50, vgg16
+    from segedu.tools.receptive import receptive_field
+
+    rows = receptive_field(vgg16(width=0.125), upto="conv3_2")
+    assert (rows[-1].label, rows[-1].name, len(rows)) == ("conv3_2", "features.12", 8)
+    rows = receptive_field(resnet50(width=0.125), upto="layer1.0")
+    assert [r.name for r in rows[-3:]] == ["layer1.0.conv1", "layer1.0.conv2", "layer1.0.conv3"]
+    assert receptive_field(resnet50(width=0.125), upto="conv1")[-1].name == "conv1"
+
+
+def test_register_main_path_rejects_what_is_not_a_module_class():
+    from segedu.tools.receptive import register_main_path
+
+    for cls in (int, nn.Conv2d(1, 1, 1)):
+        with pytest.raises(ValueError, match="cls must be an nn.Module subclass"):
+            register_main_path(cls, ["body"])
+
+
+def test_effective_receptive_field_uses_the_models_dtype_channels_and_restores_its_mode():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(2, 1, 3, padding=1), nn.Dropout()).double().train()
+    erf = effective_receptive_field(model, (5, 7), samples=3)
+    assert erf.gradient.dtype == torch.float64 and erf.gradient.shape == (5, 7)
+    assert (erf.unit, erf.output_size) == ((2, 3), (5, 7))
+    assert model.training  # eval for the measurement, then back
+    # the gradient of one conv output is |its weights| summed over input channels, at its taps
+    expected = torch.zeros(5, 7, dtype=torch.float64)
+    expected[1:4, 2:5] = model[0].weight.detach().abs().sum((0, 1))
+    torch.testing.assert_close(erf.gradient, expected)
+
+
+def test_effective_receptive_field_of_given_inputs_averages_over_them():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())
+    inputs = torch.randn(4, 1, 9, 9)
+    erf = effective_receptive_field(model, 9, inputs=inputs, unit=(0, 6))
+    grads = []
+    for x in inputs:  # one at a time, by hand
+        x = x[None].clone().requires_grad_(True)
+        model(x)[0, 0, 0, 6].backward()
+        grads.append(x.grad[0, 0].abs())
+    torch.testing.assert_close(erf.gradient, torch.stack(grads).mean(0))
+
+
+def test_effective_receptive_field_stops_at_a_layer_and_removes_its_hook():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.Flatten())
+    erf = effective_receptive_field(model, 9, "0")
+    assert erf.output_size == (7, 7) and erf.gradient[3:6, 3:6].abs().sum() > 0
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match=r"one \(N, C, H, W\) tensor; pass layer="):
+        effective_receptive_field(model, 9)  # the flattened output is not a map
+
+
+def test_effective_receptive_field_rejects_a_unit_outside_the_map_and_zero_samples():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Conv2d(1, 1, 3)
+    for unit in [(7, 0), (0, 7), (-1, 0)]:
+        with pytest.raises(ValueError, match=rf"outside the layer's 7x7 output map"):
+            effective_receptive_field(model, 9, unit=unit)
+    with pytest.raises(ValueError, match="samples must be at least 1, got 0"):
+        effective_receptive_field(model, 9, samples=0)
+
+
 def test_register_main_path_lets_a_chapter_describe_its_block():
     from segedu.tools.receptive import _REGISTERED_PATHS, receptive_field, register_main_path
 
@@ -312,6 +410,18 @@ def test_dilated_sampling_counts_the_paths_a_real_stack_takes(rates):
     assert pattern.shape[0] == 1 + 2 * sum(rates)
     assert torch.equal(x.grad[0, 0, 20 - r:21 + r, 20 - r:21 + r].long(), pattern)
     assert x.grad.sum() == pattern.sum()  # nothing outside the field
+
+
+def test_sampling_profile_of_no_rates_is_one_pixel_and_empty_rates_are_rejected():
+    from segedu.tools.receptive import dilated_coverage, dilated_sampling, sampling_profile
+
+    assert sampling_profile([]).tolist() == [1]
+    assert sampling_profile([2], kernel_size=5).tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1]
+    for fn in (dilated_sampling, dilated_coverage):
+        with pytest.raises(ValueError, match="at least one dilation rate"):
+            fn([])
+    one = dilated_coverage([3], kernel_size=1)
+    assert (one.size, one.reached, one.total, one.largest_gap, one.holes) == (1, 1, 1, 1, False)
 
 
 def test_rates_2_2_2_grid_while_hybrid_rates_1_2_5_cover_everything():
