@@ -48,7 +48,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 }
 
 #: Surviving mutants that behave exactly like the original: mutant name -> why.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "segedu.core.validation.x_check_image_batch__mutmut_43":
+        "x.shape[+2:] for x.shape[-2:]: x has exactly 4 dimensions there (checked above).",
+    "segedu.core.validation.x_check_logits_and_target__mutmut_13":
+        "pred.shape[+2:] for pred.shape[-2:]: inside `if pred.dim() == 4`, the same slice.",
+}
 
 # --------------------------------------------------------------------------------------------
 # Running mutmut in a temporary copy

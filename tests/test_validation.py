@@ -64,7 +64,8 @@ def test_check_image_batch_on_a_single_image_suggests_unsqueeze() -> None:
 
 @pytest.mark.parametrize("shape", [(4, 4), (1, 1, 3, 4, 4)])
 def test_check_image_batch_rejects_other_ranks_without_the_unsqueeze_hint(shape) -> None:
-    with pytest.raises(ValueError, match=rf"got {len(shape)} with shape") as info:
+    shown = ", ".join(map(str, shape))
+    with pytest.raises(ValueError, match=rf"got {len(shape)} with shape \({shown}\)\.$") as info:
         check_image_batch(torch.zeros(shape))
     assert "unsqueeze" not in str(info.value)
 
