@@ -14,6 +14,8 @@ Outside the 10-minute test suite. A maintainer runs, from the repository root::
     nice -n 15 python benchmarks/mutation.py                 # every module (receptive: ~1 hour)
     nice -n 15 python benchmarks/mutation.py validation sizes
     nice -n 15 python benchmarks/mutation.py receptive --sample 300   # a deterministic sample
+    nice -n 15 python benchmarks/mutation.py metrics --survivors   # after new tests: rerun them
+    python benchmarks/mutation.py --report                      # print the stored results
 
 mutmut (>= 3) works on a copy: it writes a ``mutants/`` folder next to the configuration it
 reads. We give it a temporary folder holding the package, the targeted test files, and a copy
@@ -80,6 +82,9 @@ pytest_add_cli_args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x"
 pytest_add_cli_args_test_selection = {_toml_list(tests)}
 process_isolation = "forkserver"
 use_git_change_detection = false
+# a mutant that hangs is caught by a timeout of 15x the tests' time plus this many seconds;
+# generous, so that a slow, shared machine does not turn survivors into "timeouts"
+timeout_constant = 60.0
 """
     text = (ROOT / "pyproject.toml").read_text()
     (workdir / "pyproject.toml").write_text(text + config)
@@ -125,7 +130,7 @@ def _list_mutants(workdir: Path) -> list[str]:
 
 
 def run_module(name: str, max_children: int, sample: int | None, keep: bool,
-               tests: list[str] | None = None) -> dict:
+               tests: list[str] | None = None, only: list[str] | None = None) -> dict:
     target, default_tests = MODULES[name]
     tests = tests or default_tests
     workdir = Path(tempfile.mkdtemp(prefix=f"segedu-mutation-{name}-"))
@@ -134,7 +139,10 @@ def run_module(name: str, max_children: int, sample: int | None, keep: bool,
         _prepare(workdir, target, tests)
         with open(workdir / "mutmut.log", "w") as log:
             selected: list[str] = []
-            if sample is not None:
+            if only:
+                _mutmut(workdir, ["run", "--max-children", str(max_children), "nothing.x"], log)
+                selected = sorted(only)
+            elif sample is not None:
                 # generate the mutants without running them ("no such mutant" runs nothing),
                 # then run a deterministic sample of them
                 _mutmut(workdir, ["run", "--max-children", str(max_children), "nothing.x"], log)
@@ -154,7 +162,7 @@ def run_module(name: str, max_children: int, sample: int | None, keep: bool,
             print(f"  (kept {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    if sample is not None:
+    if selected:
         chosen = set(selected)
         mutants = [m for m in mutants if m["name"] in chosen]
     for m in mutants:
@@ -214,13 +222,49 @@ def summarise(name, target, tests, mutants, seconds, sample) -> dict:
         "without_message_only_and_equivalent": {**eq_counts, "score": _score(eq_counts)},
         "equivalent": {m["name"]: EQUIVALENT[m["name"]] for m in survivors
                        if m["name"] in EQUIVALENT},
-        "survivors": [{"name": m["name"], "message_only": m["message_only"],
+        "survivors": [{"name": m["name"], "status": m["status"], "message_only": m["message_only"],
                        "diff": "\n".join(line for line in m["diff"].splitlines()[2:]
                                          if line[:1] in "+-@")}
                       for m in survivors if m["name"] not in EQUIVALENT],
         "other": {m["name"]: m["status"] for m in mutants
                   if m["status"] not in ("killed", "survived", "timeout", "no tests")},
     }
+
+
+def reapply_equivalent(r: dict) -> dict:
+    """Recount a stored result with the current ``EQUIVALENT`` list (after reviewing survivors,
+    without running the mutants again)."""
+    survivors = r["survivors"] + [s for s in r.get("equivalent_survivors", [])]
+    equivalent = [s for s in survivors if s["name"] in EQUIVALENT and not s["message_only"]]
+    counts = dict(r["without_message_only"])
+    for s in equivalent:
+        counts[s.get("status", "survived")] -= 1
+        counts["total"] -= 1
+    counts["score"] = _score(counts)
+    return {**r, "without_message_only_and_equivalent": counts,
+            "equivalent": {s["name"]: EQUIVALENT[s["name"]] for s in equivalent},
+            "equivalent_survivors": equivalent,
+            "survivors": [s for s in survivors if s not in equivalent]}
+
+
+def update_survivors(stored: dict, rerun: dict) -> dict:
+    """Fold a rerun of the stored survivors (after new tests) into the stored counts."""
+    new_status = {s["name"]: s["status"] for s in rerun["survivors"]}
+    r = json.loads(json.dumps(stored))
+    still = []
+    for s in r["survivors"] + r.pop("equivalent_survivors", []):
+        old, now = s.get("status", "survived"), new_status.get(s["name"], "killed")
+        if now in ("survived", "no tests"):
+            still.append({**s, "status": now})
+            continue
+        for key in ("all", "without_message_only"):
+            if key == "all" or not s["message_only"]:
+                r[key][old] -= 1
+                r[key][now if now in r[key] else "other"] += 1
+                r[key]["score"] = _score(r[key])
+    r["survivors"] = still
+    r["survivors_rerun_seconds"] = rerun["seconds"]
+    return r
 
 
 def print_summary(r: dict, show_survivors: bool) -> None:
@@ -253,14 +297,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help=f"JSON file to merge the results into (default {RESULTS.name})")
     parser.add_argument("--keep", action="store_true", help="keep mutmut's temporary folder")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: print the stored results, recounted with EQUIVALENT")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the stored survivors (after adding tests) and update")
     parser.add_argument("--quiet", action="store_true", help="do not list the survivors")
     args = parser.parse_args(argv)
 
     path = args.results.resolve()
     results = json.loads(path.read_text()) if path.exists() else {}
     for name in args.modules:
-        print(f"mutating {MODULES[name][0]} ...", flush=True)
-        r = run_module(name, args.max_children, args.sample, args.keep, args.tests)
+        if not args.report:
+            print(f"{MODULES[name][0]} ...", flush=True)
+        if args.report or args.survivors:
+            if name not in results:
+                continue
+            r = results[name]
+            if args.survivors:
+                names = [s["name"] for s in r["survivors"] + r.get("equivalent_survivors", [])]
+                rerun = run_module(name, args.max_children, None, args.keep, r["tests"], names)
+                r = update_survivors(r, rerun)
+            r = reapply_equivalent(r)
+        else:
+            r = reapply_equivalent(
+                run_module(name, args.max_children, args.sample, args.keep, args.tests))
         print_summary(r, not args.quiet)
         results[name] = r
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -422,3 +422,32 @@ def test_boundary_f1_rejects_a_negative_tolerance() -> None:
 
     with pytest.raises(ValueError, match="tolerance must be >= 0 pixels, got -1"):
         boundary_f1(_square(), _square(), tolerance=-1)
+
+
+def test_format_report_pads_short_class_names_to_the_header_width() -> None:
+    r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
+    assert format_report(r) == (
+        "class    IoU %    Acc %\n"
+        "0        60.00    75.00\n"
+        "1        50.00    75.00\n"
+        "2        85.71    85.71\n"
+        "-----------------------\n"
+        "pixel acc 80.00  mean acc 78.57  mIoU 65.24"
+    )
+
+
+def test_the_matrix_is_created_on_the_requested_device() -> None:
+    assert ConfusionMatrix(3, device="meta").matrix.device.type == "meta"
+    assert ConfusionMatrix(3).matrix.device.type == "cpu"
+
+
+def test_prediction_and_target_on_different_devices_raise_naming_both() -> None:
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="prediction is on meta but target is on cpu"):
+        ConfusionMatrix(3).update(torch.zeros(1, 3, 2, 2, device="meta"), target)
+
+
+def test_merging_matrices_with_another_ignore_index_raises() -> None:
+    with pytest.raises(ValueError, match="ignore_index=None into one with num_classes=3, "
+                                         "ignore_index=255"):
+        ConfusionMatrix(3).merge(ConfusionMatrix(3, ignore_index=None))
