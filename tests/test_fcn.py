@@ -98,7 +98,10 @@ def test_pad_to_multiple_pads_bottom_right_and_keeps_multiples():
     assert padded.shape == (1, 2, 64, 64)
     torch.testing.assert_close(padded[..., :33, :], x)
     assert padded[..., 33:, :].abs().sum() == 0
-    assert fcn.pad_to_multiple(x[..., :32, :], 32) is not None
+    wide = fcn.pad_to_multiple(x[..., :32, :33], 32)  # only the width needs padding
+    assert wide.shape == (1, 2, 32, 64)
+    torch.testing.assert_close(wide[..., :33], x[..., :32, :33])
+    assert wide[..., 33:].abs().sum() == 0
     same = torch.randn(1, 1, 32, 64)
     assert fcn.pad_to_multiple(same, 32) is same
 
@@ -121,11 +124,21 @@ def test_upsampling_is_fixed_unless_asked():
     assert fcn.fcn8s(3, learn_upsampling=True, **SMALL).upscore8.weight.requires_grad
 
 
-def test_fcn_trains_a_step_with_batch_size_one():
+def test_fcn_trains_with_batch_size_one_from_zero_initialised_scores_to_the_backbone():
+    # The score layers start at zero (the paper's init), so the first step moves only them and
+    # the backbone's gradient is exactly zero; from the second step on it is not.
     model = fcn.fcn8s(3, **SMALL).train()
-    out = model(torch.randn(1, 3, 40, 56))["out"]
-    F.cross_entropy(out, torch.randint(0, 3, (1, 40, 56))).backward()
-    assert model.backbone.features[0].weight.grad is not None
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x, y = torch.randn(1, 3, 40, 56), torch.randint(0, 3, (1, 40, 56))
+    first_conv = model.backbone.features[0].weight
+    for step in range(2):
+        optimiser.zero_grad()
+        F.cross_entropy(model(x)["out"], y).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        assert all(torch.isfinite(g).all() for g in grads.values()), step
+        assert grads["score_fr.weight"].abs().sum() > 0, step
+        assert (first_conv.grad.abs().sum() > 0) == (step == 1), step
+        optimiser.step()
 
 
 def test_fcn_rejects_bad_input_clearly():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -307,3 +308,146 @@ def test_boundary_band_marks_pixels_near_label_changes_but_not_ignore_pixels():
     assert band[0, 8, 16] and band[0, 7, 16] and band[0, 6, 16] and not band[0, 5, 16]
     target[:, 8, 8:24] = 255
     assert not boundary_band(target, radius=1)[0, 8, 16]  # ignore pixels are never scored
+
+
+def test_a_predicted_label_equal_to_the_ignore_index_is_an_error_not_skipped() -> None:
+    # 255 means "no label" in the ground truth only; a model never predicts it
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"prediction has values \{255\}"):
+        ConfusionMatrix(3).update(torch.full_like(target, 255), target)
+
+
+def _edges_by_hand(labels: torch.Tensor) -> torch.Tensor:
+    """Pixels with a 4-neighbour of another label, one pixel at a time."""
+    n, h, w = labels.shape
+    edge = torch.zeros(n, h, w, dtype=torch.bool)
+    for b, y, x in itertools.product(range(n), range(h), range(w)):
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            if 0 <= y + dy < h and 0 <= x + dx < w and labels[b, y + dy, x + dx] != labels[b, y, x]:
+                edge[b, y, x] = True
+    return edge
+
+
+def _near(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Pixels within ``radius`` (in each direction) of a True pixel of ``mask``, by hand."""
+    near = torch.zeros_like(mask)
+    for b, y, x in torch.nonzero(mask).tolist():
+        near[b, max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1] = True
+    return near
+
+
+def _random_masks(seed: int, shape=(2, 9, 11)) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, 3, (shape[0], 3, 4), generator=gen)  # blobs, not noise
+    masks = torch.nn.functional.interpolate(coarse[:, None].float(), size=shape[1:])[:, 0].long()
+    masks[torch.rand(shape, generator=gen) < 0.05] = 255
+    return masks
+
+
+def test_boundary_band_of_radius_0_is_both_sides_of_every_label_change() -> None:
+    from segedu.core.metrics import boundary_band
+
+    target = torch.tensor([[[0, 0, 1, 1],
+                            [0, 0, 1, 1],
+                            [2, 2, 2, 2]]])
+    assert boundary_band(target, radius=0).long().tolist() == [[[0, 1, 1, 0],
+                                                                [1, 1, 1, 1],
+                                                                [1, 1, 1, 1]]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_boundary_band_is_every_labelled_pixel_within_radius_of_a_label_change(seed, radius):
+    from segedu.core.metrics import boundary_band
+
+    target = _random_masks(seed)
+    expected = _near(_edges_by_hand(target), radius) & (target != 255)
+    assert torch.equal(boundary_band(target, radius=radius), expected)
+    # without an ignore index, 255 is a label like any other and its pixels are scored
+    assert torch.equal(boundary_band(target, radius, ignore_index=None),
+                       _near(_edges_by_hand(target), radius))
+
+
+def _boundary_f1_by_hand(pred, target, tolerance):
+    true_edge = _edges_by_hand(target) & (target != 255)
+    pred_edge = _edges_by_hand(pred) & (target != 255)
+    precision = (pred_edge & _near(true_edge, tolerance)).sum() / pred_edge.sum()
+    recall = (true_edge & _near(pred_edge, tolerance)).sum() / true_edge.sum()
+    return float(2 * precision * recall / (precision + recall))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("tolerance", [0, 1, 2])
+def test_boundary_f1_is_the_f_score_of_boundary_pixels_within_tolerance(seed, tolerance):
+    from segedu.core.metrics import boundary_f1
+
+    target, pred = _random_masks(seed), _random_masks(seed + 100)
+    pred[pred == 255] = 0
+    expected = _boundary_f1_by_hand(pred, target, tolerance)
+    assert expected > 0 and (expected < 1 or tolerance == 2)  # not a trivial example
+    assert boundary_f1(pred, target, tolerance) == pytest.approx(expected)
+
+
+def _ignored_strip_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """An object and, in an ignored strip (columns 0-3), a spurious predicted one."""
+    target = torch.zeros(1, 12, 12, dtype=torch.long)
+    target[:, 4:9, 7:11] = 1
+    target[:, :, :4] = 255
+    pred = target.clone()
+    pred[:, 2:10, 1:3] = 1
+    return pred, target
+
+
+@pytest.mark.parametrize("tolerance", [0, 2])
+def test_boundary_f1_does_not_score_predicted_boundaries_on_ignore_pixels(tolerance) -> None:
+    from segedu.core.metrics import boundary_f1
+
+    pred, target = _ignored_strip_example()
+    assert boundary_f1(pred, target, tolerance) == 1.0
+    # with no ignore index, the spurious object's boundary counts against the prediction
+    assert boundary_f1(pred, target, tolerance, ignore_index=None) < 1.0
+
+
+def test_boundary_f1_is_0_when_only_one_side_has_boundaries_and_nan_when_neither() -> None:
+    from segedu.core.metrics import boundary_f1
+
+    flat = torch.zeros(1, 32, 32, dtype=torch.long)
+    assert boundary_f1(flat, _square()) == 0.0  # no predicted boundary: recall 0
+    assert boundary_f1(_square(), flat) == 0.0  # no true boundary: precision 0
+    assert math.isnan(boundary_f1(flat, flat))
+
+
+def test_boundary_f1_rejects_a_negative_tolerance() -> None:
+    from segedu.core.metrics import boundary_f1
+
+    with pytest.raises(ValueError, match="tolerance must be >= 0 pixels, got -1"):
+        boundary_f1(_square(), _square(), tolerance=-1)
+
+
+def test_format_report_pads_short_class_names_to_the_header_width() -> None:
+    r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
+    assert format_report(r) == (
+        "class    IoU %    Acc %\n"
+        "0        60.00    75.00\n"
+        "1        50.00    75.00\n"
+        "2        85.71    85.71\n"
+        "-----------------------\n"
+        "pixel acc 80.00  mean acc 78.57  mIoU 65.24"
+    )
+
+
+def test_the_matrix_is_created_on_the_requested_device() -> None:
+    assert ConfusionMatrix(3, device="meta").matrix.device.type == "meta"
+    assert ConfusionMatrix(3).matrix.device.type == "cpu"
+
+
+def test_prediction_and_target_on_different_devices_raise_naming_both() -> None:
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="prediction is on meta but target is on cpu"):
+        ConfusionMatrix(3).update(torch.zeros(1, 3, 2, 2, device="meta"), target)
+
+
+def test_merging_matrices_with_another_ignore_index_raises() -> None:
+    with pytest.raises(ValueError, match="ignore_index=None into one with num_classes=3, "
+                                         "ignore_index=255"):
+        ConfusionMatrix(3).merge(ConfusionMatrix(3, ignore_index=None))

@@ -1,134 +1,12 @@
-"""Size arithmetic agrees with what PyTorch's layers actually do."""
+"""segedu.tools.receptive: theoretical and effective receptive fields, gridding, ASPP taps, PPM
+cells. (The size arithmetic underneath is tested in test_sizes.py.)"""
 
-import itertools
 import math
 import random
 
 import pytest
 import torch
 from torch import nn
-
-from segedu.core.sizes import conv_output_size, conv_transpose_output_size, stack_output_size
-
-
-def _torch_size(layer, n):
-    try:
-        out = layer(torch.zeros(1, 1, n, n)).shape[-1]
-    except RuntimeError:
-        return None
-    return out if out > 0 else None
-
-
-def _ours(fn, *args, **kw):
-    try:
-        return fn(*args, **kw)
-    except ValueError:
-        return None
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 31, 64, 127])
-def test_conv_output_size_matches_nn_conv2d_for_every_setting(n):
-    for k, s, p, d in itertools.product([1, 2, 3, 4, 7], [1, 2, 3], [0, 1, 3], [1, 2, 6]):
-        expected = _torch_size(nn.Conv2d(1, 1, k, s, p, d), n)
-        assert _ours(conv_output_size, n, k, s, p, d) == expected, (n, k, s, p, d)
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 31, 64, 127])
-def test_conv_transpose_output_size_matches_nn_conv_transpose2d(n):
-    for k, s, p, d in itertools.product([1, 2, 3, 4, 16], [1, 2, 3, 8], [0, 1, 4], [1, 2]):
-        for op in range(max(s, d)):
-            layer = nn.ConvTranspose2d(1, 1, k, s, p, op, dilation=d)
-            got = _ours(conv_transpose_output_size, n, k, s, p, op, d)
-            assert got == _torch_size(layer, n), (n, k, s, p, op, d)
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 31, 64, 127])
-def test_pooling_size_with_ceil_mode_matches_nn_maxpool2d(n):
-    for k, s, p in itertools.product([1, 2, 3], [1, 2, 3], [0, 1]):
-        if p > k // 2:
-            continue  # PyTorch forbids padding above half the kernel
-        for ceil in (False, True):
-            expected = _torch_size(nn.MaxPool2d(k, s, p, ceil_mode=ceil), n)
-            assert _ours(conv_output_size, n, k, s, p, ceil_mode=ceil) == expected
-
-
-def test_fcn_upsampling_kernels_multiply_the_size_exactly():
-    for n in (1, 3, 5, 64):
-        assert conv_transpose_output_size(n, 4, 2, 1) == 2 * n
-        assert conv_transpose_output_size(n, 16, 8, 4) == 8 * n
-        assert conv_transpose_output_size(n, 64, 32, 16) == 32 * n
-
-
-def test_stack_output_size_follows_a_vgg_block_stack():
-    stack = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-             nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.MaxPool2d(2),
-             nn.ConvTranspose2d(8, 8, 4, 2, 1)]
-    for n in (127, 64, 9):
-        expected = nn.Sequential(*stack)(torch.zeros(1, 3, n, n)).shape[-1]
-        assert stack_output_size(n, stack) == expected
-
-
-def test_size_errors_are_clear():
-    with pytest.raises(ValueError, match="does not fit"):
-        conv_output_size(4, 7)
-    with pytest.raises(ValueError, match="positive integer"):
-        conv_output_size(0, 3)
-    with pytest.raises(ValueError, match="output_padding"):
-        conv_transpose_output_size(4, 3, stride=2, output_padding=2)
-    with pytest.raises(ValueError, match="does not know"):
-        stack_output_size(8, [nn.Upsample(scale_factor=2)])
-
-
-# --------------------------------------------------------------------------- dilation and bins
-
-
-@pytest.mark.parametrize("k, d", [(1, 1), (3, 1), (3, 2), (3, 12), (5, 3)])
-def test_effective_kernel_size_is_the_span_of_the_dilated_kernel(k, d):
-    from segedu.core.sizes import effective_kernel_size
-
-    # A dilated kernel of span e, unpadded, shrinks a map by e - 1.
-    conv = nn.Conv2d(1, 1, k, dilation=d)
-    n = 40
-    assert conv(torch.zeros(1, 1, n, n)).shape[-1] == n - (effective_kernel_size(k, d) - 1)
-
-
-@pytest.mark.parametrize("size", [1, 4, 6, 7, 13, 60, 61])
-@pytest.mark.parametrize("bins", [1, 2, 3, 6])
-def test_adaptive_pool_regions_reproduce_adaptive_avg_pool(size, bins):
-    from segedu.core.sizes import adaptive_pool_regions
-
-    x = torch.randn(1, 1, 1, size, generator=torch.Generator().manual_seed(size * 10 + bins))
-    pooled = nn.AdaptiveAvgPool2d((1, bins))(x)[0, 0, 0]
-    regions = adaptive_pool_regions(size, bins)
-    assert len(regions) == bins
-    by_hand = torch.stack([x[0, 0, 0, a:b].mean() for a, b in regions])
-    torch.testing.assert_close(by_hand, pooled)
-
-
-def test_adaptive_pool_regions_overlap_when_bins_do_not_divide():
-    from segedu.core.sizes import adaptive_pool_regions
-
-    assert adaptive_pool_regions(60, 6) == [(10 * i, 10 * i + 10) for i in range(6)]
-    assert adaptive_pool_regions(7, 3) == [(0, 3), (2, 5), (4, 7)]
-    assert adaptive_pool_regions(4, 6) == [(0, 1), (0, 2), (1, 2), (2, 3), (2, 4), (3, 4)]
-    with pytest.raises(ValueError, match="bins"):
-        adaptive_pool_regions(7, 0)
-
-
-@pytest.mark.parametrize("size", [5, 9, 33, 65])
-@pytest.mark.parametrize("rate", [1, 6, 12, 18, 24, 36])
-def test_atrous_taps_inside_counts_the_taps_that_see_the_map(size, rate):
-    from segedu.core.sizes import atrous_taps_inside
-
-    # Measure: a 3x3 dilated conv with weights = 1 on a map of ones; the centre output sums
-    # the taps that land inside the map (padding is zero).
-    conv = nn.Conv2d(1, 1, 3, padding=rate, dilation=rate, bias=False)
-    nn.init.ones_(conv.weight)
-    with torch.no_grad():
-        out = conv(torch.ones(1, 1, size, size))
-    c = (size - 1) // 2
-    assert out[0, 0, c, c].item() == atrous_taps_inside(size, rate) ** 2
-
 
 # --------------------------------------------------------------------------- receptive fields
 
@@ -261,11 +139,19 @@ def test_gradient_support_equals_the_field_of_a_random_linear_stack(seed):
     first, last = row.field(erf.unit[0])
     assert 0 <= first and last < n
     assert erf.support() == (first, last, *row.field(erf.unit[1])), layers
-    try:  # a corner unit: its field is clipped, and dilation may leave holes at the border
-        top, bottom, left, right = effective_receptive_field(stack, n, unit=(0, 0)).support()
-    except ValueError:  # it sees only padding
-        return
-    assert _clipped(row, 0, n)[0] <= top and bottom == _clipped(row, 0, n)[1]
+    # A corner unit: its field is clipped to the image, and may see nothing at all there (all
+    # padding, or only pixels between its dilated taps: seeds 2 and 7).
+    corner = effective_receptive_field(stack, n, unit=(0, 0))
+    first, last = _clipped(row, 0, n)
+    seen = torch.nonzero(corner.gradient.sum(1)).flatten().tolist()
+    assert all(first <= i <= last for i in seen)  # never outside the field
+    if seed in (2, 7):
+        assert seen == []
+        with pytest.raises(ValueError, match="zero everywhere"):
+            corner.support()
+    else:
+        top, bottom, left, right = corner.support()
+        assert (top, bottom) == (seen[0], last)  # its far edge lies inside the image: reached
 
 
 def test_transposed_conv_field_is_the_envelope_of_what_output_units_see():
@@ -313,6 +199,68 @@ def test_effective_field_of_a_random_relu_network_is_inside_and_much_smaller():
     assert erf.mass_extent(0.9) < row.size / 2  # Luo et al.: concentrated near the centre
 
 
+def _erf(gradient) -> "EffectiveRF":
+    from segedu.tools.receptive import EffectiveRF
+
+    g = torch.as_tensor(gradient, dtype=torch.float32)
+    return EffectiveRF(g, ((g.shape[0] - 1) // 2, (g.shape[1] - 1) // 2), tuple(g.shape))
+
+
+def test_support_is_the_box_of_pixels_above_a_share_of_the_largest_gradient():
+    g = torch.zeros(9, 11)
+    g[4, 4], g[2, 4], g[4, 7], g[6, 1] = 1.0, 0.3, 0.6, 0.1
+    assert _erf(g).support() == (2, 6, 1, 7)  # every pixel that moves the unit
+    assert _erf(g).support(0.2) == (2, 4, 4, 7)
+    assert _erf(g).support(0.5) == (4, 4, 4, 7)
+    assert _erf(g).support(0.7) == (4, 4, 4, 4)
+
+
+def test_support_and_mass_extent_of_a_zero_gradient_raise():
+    for measure in ("support", "mass_extent"):
+        with pytest.raises(ValueError, match="zero everywhere"):
+            getattr(_erf(torch.zeros(5, 5)), measure)()
+
+
+def test_mass_extent_of_a_single_pixel_is_1_wherever_it_is():
+    for y, x in [(0, 0), (5, 7), (10, 14), (0, 14)]:
+        g = torch.zeros(11, 15)
+        g[y, x] = 2.0
+        assert _erf(g).mass_extent(1.0) == 1, (y, x)
+
+
+def test_mass_extent_is_the_smallest_centred_square_holding_the_fraction():
+    g = torch.zeros(12, 12)
+    g[2:5, 6:9] = 1.0  # a 3x3 block centred at (3, 7), away from the map's centre
+    assert _erf(g).mass_extent(1.0) == 3
+    assert _erf(g).mass_extent(0.5) == 3
+    assert _erf(g).mass_extent(1 / 9) == 1  # the centre pixel alone holds exactly 1/9
+    g[3, 7] = 9.0  # the centre pixel now holds 9/17 of the mass
+    assert _erf(g).mass_extent(9 / 17) == 1
+    assert _erf(g).mass_extent(0.6) == 3
+
+
+def test_mass_extent_centres_the_square_on_the_rounded_centroid():
+    g = torch.zeros(7, 9)
+    g[3, 3], g[3, 6] = 2.0, 3.0  # centroid column (2*3 + 3*6) / 5 = 4.8 -> 5
+    assert _erf(g).mass_extent(0.6) == 3  # columns 4..6 hold the 3 (from column 4: 5 wide)
+    assert _erf(g).mass_extent(1.0) == 5  # columns 3..7
+    g = torch.zeros(9, 7)
+    g[3, 3], g[6, 3] = 2.0, 3.0  # the same along the rows
+    assert _erf(g).mass_extent(0.6) == 3
+
+
+def test_mass_extent_clips_the_square_at_the_border():
+    g = torch.zeros(6, 6)
+    g[0, 0], g[0, 2], g[1, 1] = 1.0, 1.0, 1.0  # centroid (0.33 -> 0, 1)
+    assert _erf(g).mass_extent(1.0) == 3
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, 1.5])
+def test_mass_extent_fraction_must_be_in_0_1(fraction):
+    with pytest.raises(ValueError, match=rf"fraction must be in \(0, 1\], got {fraction}"):
+        _erf(torch.ones(3, 3)).mass_extent(fraction)
+
+
 def test_receptive_field_errors_name_the_problem():
     from segedu.tools.receptive import effective_receptive_field, receptive_field
 
@@ -326,6 +274,104 @@ def test_receptive_field_errors_name_the_problem():
         receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), upto="layer5")
     with pytest.raises(ValueError, match="no layer"):
         effective_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), 9, "nope")
+
+
+def test_receptive_field_rows_follow_the_recurrences_layer_by_layer():
+    from segedu.tools.receptive import RFRow, receptive_field
+
+    stack = [nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+             nn.Conv2d(1, 1, 3, stride=2, padding=2, dilation=2), nn.BatchNorm2d(1),
+             nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1)]
+    # r += (e - 1) j, c += ((e - 1) / 2 - p) j, j *= s; a transposed conv divides by s instead
+    assert receptive_field(stack) == [
+        RFRow("0", "0", "conv", 3, 1, 1, 1, size=3, jump=1, centre=0, start=-1),
+        RFRow("2", "2", "pool", 2, 2, 1, 0, size=4, jump=2, centre=0.5, start=-1),
+        RFRow("3", "3", "conv", 3, 2, 2, 2, size=12, jump=4, centre=0.5, start=-5),
+        RFRow("5", "5", "tconv", 4, 2, 1, 1, size=18, jump=2, centre=-0.5, start=-9),
+    ]
+    assert [type(v) for v in (receptive_field(stack)[1].size, receptive_field(stack)[1].centre)] \
+        == [int, float]  # whole numbers come back as ints
+    assert receptive_field(stack)[-1].field(3) == (-3, 14)
+
+
+def test_receptive_field_accepts_square_tuples_and_names_unsupported_settings():
+    from segedu.tools.receptive import receptive_field
+
+    row = receptive_field([nn.Conv2d(1, 1, (3, 3), stride=(2, 2), padding=(1, 1))])[0]
+    assert (row.kernel, row.stride, row.padding, row.size) == (3, 2, 1, 3)
+    with pytest.raises(ValueError, match="padding='same' is not supported here"):
+        receptive_field([nn.Conv2d(1, 1, 3, padding="same")])
+    with pytest.raises(ValueError, match="found no conv or pool layer"):
+        receptive_field([nn.ReLU(), nn.BatchNorm2d(1)])
+
+
+def test_upto_a_label_stops_at_that_layer_and_upto_a_block_after_its_last_layer():
+    from segedu.backbones import resnet50, vgg16
+    from segedu.tools.receptive import receptive_field
+
+    rows = receptive_field(vgg16(width=0.125), upto="conv3_2")
+    assert (rows[-1].label, rows[-1].name, len(rows)) == ("conv3_2", "features.12", 8)
+    rows = receptive_field(resnet50(width=0.125), upto="layer1.0")
+    assert [r.name for r in rows[-3:]] == ["layer1.0.conv1", "layer1.0.conv2", "layer1.0.conv3"]
+    assert receptive_field(resnet50(width=0.125), upto="conv1")[-1].name == "conv1"
+
+
+def test_register_main_path_rejects_what_is_not_a_module_class():
+    from segedu.tools.receptive import register_main_path
+
+    for cls in (int, nn.Conv2d(1, 1, 1)):
+        with pytest.raises(ValueError, match="cls must be an nn.Module subclass"):
+            register_main_path(cls, ["body"])
+
+
+def test_effective_receptive_field_uses_the_models_dtype_channels_and_restores_its_mode():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(2, 1, 3, padding=1), nn.Dropout()).double().train()
+    erf = effective_receptive_field(model, (5, 7), samples=3)
+    assert erf.gradient.dtype == torch.float64 and erf.gradient.shape == (5, 7)
+    assert (erf.unit, erf.output_size) == ((2, 3), (5, 7))
+    assert model.training  # eval for the measurement, then back
+    # the gradient of one conv output is |its weights| summed over input channels, at its taps
+    expected = torch.zeros(5, 7, dtype=torch.float64)
+    expected[1:4, 2:5] = model[0].weight.detach().abs().sum((0, 1))
+    torch.testing.assert_close(erf.gradient, expected)
+
+
+def test_effective_receptive_field_of_given_inputs_averages_over_them():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())
+    inputs = torch.randn(4, 1, 9, 9)
+    erf = effective_receptive_field(model, 9, inputs=inputs, unit=(0, 6))
+    grads = []
+    for x in inputs:  # one at a time, by hand
+        x = x[None].clone().requires_grad_(True)
+        model(x)[0, 0, 0, 6].backward()
+        grads.append(x.grad[0, 0].abs())
+    torch.testing.assert_close(erf.gradient, torch.stack(grads).mean(0))
+
+
+def test_effective_receptive_field_stops_at_a_layer_and_removes_its_hook():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.Flatten())
+    erf = effective_receptive_field(model, 9, "0")
+    assert erf.output_size == (7, 7) and erf.gradient[3:6, 3:6].abs().sum() > 0
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match=r"one \(N, C, H, W\) tensor; pass layer="):
+        effective_receptive_field(model, 9)  # the flattened output is not a map
+
+
+def test_effective_receptive_field_rejects_a_unit_outside_the_map_and_zero_samples():
+    from segedu.tools.receptive import effective_receptive_field
+
+    model = nn.Conv2d(1, 1, 3)
+    for unit in [(7, 0), (0, 7), (-1, 0)]:
+        with pytest.raises(ValueError, match=rf"outside the layer's 7x7 output map"):
+            effective_receptive_field(model, 9, unit=unit)
+    with pytest.raises(ValueError, match="samples must be at least 1, got 0"):
+        effective_receptive_field(model, 9, samples=0)
 
 
 def test_register_main_path_lets_a_chapter_describe_its_block():
@@ -364,6 +410,18 @@ def test_dilated_sampling_counts_the_paths_a_real_stack_takes(rates):
     assert pattern.shape[0] == 1 + 2 * sum(rates)
     assert torch.equal(x.grad[0, 0, 20 - r:21 + r, 20 - r:21 + r].long(), pattern)
     assert x.grad.sum() == pattern.sum()  # nothing outside the field
+
+
+def test_sampling_profile_of_no_rates_is_one_pixel_and_empty_rates_are_rejected():
+    from segedu.tools.receptive import dilated_coverage, dilated_sampling, sampling_profile
+
+    assert sampling_profile([]).tolist() == [1]
+    assert sampling_profile([2], kernel_size=5).tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1]
+    for fn in (dilated_sampling, dilated_coverage):
+        with pytest.raises(ValueError, match="at least one dilation rate"):
+            fn([])
+    one = dilated_coverage([3], kernel_size=1)
+    assert (one.size, one.reached, one.total, one.largest_gap, one.holes) == (1, 1, 1, 1, False)
 
 
 def test_rates_2_2_2_grid_while_hybrid_rates_1_2_5_cover_everything():

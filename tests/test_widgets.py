@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from segedu.tools import widgets
+from segedu.tools.receptive import effective_receptive_field
 from segedu.tools.widgets.aspp import _valid_weight_curve
 from segedu.tools.widgets.base import as_image
 
@@ -71,7 +72,9 @@ def test_receptive_field_explorer_measures_the_effective_field_on_demand():
     picture = explorer.image.value
     explorer.erf_button.click()
     erf = explorer.last_result["erf"]
-    assert explorer.last_error is None and erf is not None
+    assert explorer.last_error is None
+    unit = explorer.last_result["unit"]
+    assert (erf.unit, erf.output_size[0] > unit) == ((unit, unit), True)  # the centre unit
     assert erf.gradient.shape == (128, 128)
     assert "Effective field" in explorer.summary.value and explorer.image.value != picture
     top, bottom, left, right = erf.support()
@@ -91,7 +94,8 @@ def test_receptive_field_explorer_starts_with_a_named_model():
     fcn = widgets.receptive_field_explorer("FCN-8s (VGG16 to score_fr)", input_size=96)
     assert fcn.last_result["row"].size == 404  # pool5's 212 + fc6's 7x7 at stride 32
     fcn.measure_effective_field()  # FCN zero-initialises score_fr: the explorer randomises it
-    assert fcn.last_error is None and fcn.last_result["erf"] is not None
+    assert fcn.last_error is None
+    assert fcn.last_result["erf"].gradient.abs().sum() > 0  # so the gradient is not zero
 
 
 def test_receptive_field_explorer_takes_your_model():
@@ -101,7 +105,12 @@ def test_receptive_field_explorer_takes_your_model():
     assert explorer.controls["model"].value == "your model"
     assert explorer.last_result["row"].size == 3 + 1 + 2 * 2 * 2
     explorer.measure_effective_field()
-    assert explorer.last_error is None and explorer.last_result["erf"] is not None
+    assert explorer.last_error is None
+    # the same measurement as effective_receptive_field on the model, at the centre unit
+    unit = explorer.last_result["unit"]
+    expected = effective_receptive_field(mine, 64, "3", unit=(unit, unit), samples=2)
+    torch.testing.assert_close(explorer.last_result["erf"].gradient, expected.gradient)
+    assert expected.gradient.abs().sum() > 0
 
 
 def test_dilation_explorer_shows_gridding_and_its_cure():
