@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import colorsys
-import tarfile
-from collections.abc import Callable, Sequence
-from functools import lru_cache
-from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torchvision
-from PIL import Image as PILImage
-from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
-from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, check_mask
 from .synthetic import SyntheticSet, pixel_grid, upsample_matrix
 
 __all__ = [

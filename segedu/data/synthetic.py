@@ -9,21 +9,17 @@ split, a length, one deterministic random generator per sample, an optional cach
 from __future__ import annotations
 
 import colorsys
-import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torchvision
-from PIL import Image as PILImage
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
-from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, check_mask
+from ..core.validation import IGNORE_INDEX
+from .transforms import Transforms
 
 __all__ = [
     "SHAPE_CLASSES",

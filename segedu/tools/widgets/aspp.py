@@ -67,8 +67,9 @@ class ASPPExplorer(Explorer):
             "<tr>" + cells([b.rate, b.span, f"{inside[b.rate]} of 9", f"{b.valid_fraction:.0%}",
                             "acts as 1×1 at the centre" if b.degenerate else ""]) + "</tr>"
             for b in branches)
-        header = cells(["rate", "span (map cells)", f"taps on the map ({self.controls['unit'].value} "
-                        "unit)", "valid weights, all positions", ""], tag="th")
+        unit = self.controls["unit"].value
+        header = cells(["rate", "span (map cells)", f"taps on the map ({unit} unit)",
+                        "valid weights, all positions", ""], tag="th")
         text = (f"{n} px input at output stride {stride} → <b>{size}×{size}</b> feature map."
                 f"<table><tr>{header}</tr>{rows}</table>")
         return {"map_size": size, "unit": unit, "branches": branches, "taps": taps,
