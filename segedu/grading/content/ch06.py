@@ -276,7 +276,9 @@ CHOOSE_CRP_STAGES = Exercise(
     cases=[
         Case("9x9", const(9), summary=_stages_outcome(9)),
         Case("17x17", const(17), summary=_stages_outcome(17)),
-        Case("12x12 (even)", const(12), points=2, summary=_stages_outcome(12)),
+        Case("12x12 (even)", const(12), summary=_stages_outcome(12)),
+        Case("10x10 (even: the far side is a pixel longer)", const(10), points=2,
+             summary=_stages_outcome(10)),
         Case("33x33", const(33), hidden=True, summary=_stages_outcome(33)),
         Case("20x20 (even)", const(20), hidden=True, summary=_stages_outcome(20)),
     ],
