@@ -144,7 +144,7 @@ MAX_POOL_WITH_INDICES = Exercise(
         "[7, 0, 4, 1]] pools to [[5, 9], [7, 4]] with indices [[1, 7], [12, 10]]: index = "
         "row * 4 + column of the winner.",
     ),
-    answer_fragments=("row * W + col", "permute(0, 1, 2, 4, 3, 5)"),
+    answer_fragments=("permute(0, 1, 2, 4, 3, 5)",),
     cases=[
         Case("4x4, 1 channel", _pool_inputs(1, 1, 4, 4, seed=1)),
         Case("batch 2, 3 channels, 6x8", _pool_inputs(2, 3, 6, 8, seed=2)),
@@ -186,7 +186,7 @@ MAX_UNPOOL = Exercise(
         "Worked example: values [[5, 9], [7, 4]] with indices [[1, 7], [12, 10]] and "
         "output_size (4, 4) give [[0, 5, 0, 0], [0, 0, 0, 9], [0, 0, 4, 0], [7, 0, 0, 0]].",
     ),
-    answer_fragments=(".scatter(2, indices.reshape(N, C, -1)", "scatter(2,"),
+    answer_fragments=("scatter(2, indices.reshape(n, c, -1)", "scatter(2,"),
     cases=[
         Case("4x4 from 2x2, 1 channel", _unpool_inputs(1, 1, 4, 4, seed=11)),
         Case("batch 2, 3 channels, 6x8", _unpool_inputs(2, 3, 6, 8, seed=12)),

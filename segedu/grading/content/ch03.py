@@ -95,7 +95,7 @@ UNET_OUTPUT_SIZE = Exercise(
         "136, pool 68 -> 64, pool 32 -> 28 (bottom), up 56 -> 52, up 104 -> 100, up 200 -> "
         "196, up 392 -> 388.",
     ),
-    answer_fragments=("size - 4", "* 2 - 4"),
+    answer_fragments=("(n - 4) // 2", "2 * n - 4"),
     cases=[
         Case("572, depth 4 (the paper: 388)", const(572, 4)),
         Case("188, depth 4 (the smallest)", const(188, 4)),
@@ -172,7 +172,7 @@ WEIGHT_MAP = Exercise(
         "and sigma = 5, a background pixel 1 pixel from each of two cells gets w_c + "
         "10 * exp(-4 / 50) = w_c + 9.23.",
     ),
-    answer_fragments=("exp(-(d1 + d2) ** 2", "(d1 + d2)**2 / (2 * sigma**2)"),
+    answer_fragments=("np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))", "np.sort(dist, axis=0)[:2]"),
     cases=[
         Case("two cells, a 2-pixel gap", _instances((4, 20, 2, 10), (4, 20, 11, 20))),
         Case("two cells, a 5-pixel gap", _instances((4, 20, 2, 9), (4, 20, 13, 20))),

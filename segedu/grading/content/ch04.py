@@ -146,7 +146,7 @@ PYRAMID_POOL = Exercise(
         "each: levels (1, 2, 1, 1), (1, 2, 2, 2), (1, 2, 3, 3), (1, 2, 6, 6), each upsampled to "
         "12 x 12; the output is (1, 4 + 4 * 2, 12, 12).",
     ),
-    answer_fragments=("torch.cat([x, *levels], dim=1)", "F.adaptive_avg_pool2d(x, b)"),
+    answer_fragments=("torch.cat(levels, dim=1)", "F.adaptive_avg_pool2d(x, b)"),
     cases=[
         Case("12x12 map, bins 1, 2, 3, 6 (all divide)", _pyramid(1, 4, (12, 12), (1, 2, 3, 6),
                                                                   seed=1), points=2),

@@ -112,7 +112,7 @@ RESIDUAL_CONV_UNIT = Exercise(
         "Worked example: on x, compute ReLU(x), conv1, ReLU, conv2, then add x; a "
         "(1, 8, 7, 9) input gives a (1, 8, 7, 9) output, and x is unchanged after the call.",
     ),
-    answer_fragments=("F.relu(self.conv1(F.relu(x)))", "x + self.conv2("),
+    answer_fragments=("self.conv1(F.relu(x))", "self.conv2(F.relu(out))"),
     cases=[
         Case("ResidualConvUnit(8): parameter shapes", const(8), summary=_structure(8)),
         Case("ResidualConvUnit(8) on a 7x9 map", const(8), points=2,
@@ -152,7 +152,7 @@ MULTI_RESOLUTION_FUSION = Exercise(
         "Worked example: paths 17 x 12 (stride 4) and 9 x 6 (stride 8): convolve both, "
         "upsample the second by 2 to 17 x 12, sum.",
     ),
-    answer_fragments=("stride // finest_stride",),
+    answer_fragments=("stride // finest)",),
     cases=[
         Case("two paths: 17x12 (stride 4) and 9x6 (stride 8)",
              _fusion([(1, 3, 17, 12), (1, 5, 9, 6)], [4, 8], 3, seed=1), points=2),
