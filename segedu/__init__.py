@@ -9,11 +9,12 @@ The package holds every model, block, metric and tool of the course; the noteboo
     device = segedu.get_device()                      # CUDA, then MPS, then CPU
     profile = segedu.get_profile()                    # sizes for this machine
     segedu.check("ch01.bilinear_kernel", my_fn)       # feedback on an exercise
+    segedu.hint("ch01.bilinear_kernel")               # the next hint level, on demand
 """
 
 from .core.profiles import get_profile
 from .core.utils import count_parameters, get_device, set_seed
-from .grading import check
+from .grading import check, hint
 from .zoo import build_model, list_models
 
 __version__ = "0.1.0"
@@ -26,5 +27,6 @@ __all__ = [
     "set_seed",
     "count_parameters",
     "check",
+    "hint",
     "__version__",
 ]

@@ -2,14 +2,17 @@
 
 ``solutions/NN_name.ipynb`` is the single source: ``exercises/NN_name.ipynb`` is generated from
 it (``segedu assign``) and must be up to date; the generated stubs score 0 and the solutions full
-marks under the real grader; the solutions' stored outputs are reproducible (strict nbval); and
-a student who opens an exercise notebook can run it top to bottom before writing anything.
+marks under the real grader; the solutions' stored outputs are reproducible (strict nbval); no
+exercise notebook shows a pass mark before the student answers, and no stub or first hint shows
+the answer; and a student who opens an exercise notebook can run it top to bottom before writing
+anything.
 
 Every solution notebook is covered automatically: a new chapter needs no edit here.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -75,52 +78,87 @@ def test_chapter_solution_scores_full_marks(name):
     assert report.score == report.max_score > 0, report.format()
 
 
-def filled_in(name: str, directory: Path) -> Path:
-    """The exercise notebook with the solution's answer cells put in: a perfect student."""
-    import nbformat
-
-    from segedu.grading.engine.notebook import cell_exercise_id
-
-    solution = nbformat.read(SOLUTIONS / name, as_version=4)
-    answers = {cell_exercise_id(c): c.source for c in solution.cells if cell_exercise_id(c)}
-    exercise = nbformat.read(exercise_notebook(name), as_version=4)
-    for cell in exercise.cells:
-        if cell_exercise_id(cell):
-            cell.source = answers[cell_exercise_id(cell)]
-    path = directory / name
-    nbformat.write(exercise, path)
-    return path
-
-
-def student_nbval(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``pytest --nbval NOTEBOOK`` as the README tells students to run it (no sanitize file).
-
-    In a subprocess, so that the README's plain `pytest` covers it without --nbval flags. The
-    cells run in notebook order even where pytest-randomly is installed."""
+def strict_nbval(path: Path) -> subprocess.CompletedProcess:
+    """Strict nbval on a solution notebook: every stored output must be reproduced."""
     cmd = [sys.executable, "-m", "pytest", "--nbval", str(path), "--nbval-current-env",
-           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--color=no", *extra]
-    return subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True, timeout=300)
+           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
+           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--color=no"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_student_nbval_passes_on_the_exercise_notebook_with_correct_answers(name, tmp_path):
-    # Solutions have no solution-only cells (asserted below), so this is also strict nbval on
-    # every cell of solutions/<name>: its stored outputs are reproducible.
-    proc = student_nbval(filled_in(name, tmp_path))
+def test_solution_notebook_outputs_are_reproducible_under_strict_nbval(name):
+    proc = strict_nbval(SOLUTIONS / name)
     assert proc.returncode == 0, (
-        f"`pytest --nbval exercises/{name}` fails with correct answers: the stored outputs of "
-        f"solutions/{name} are not reproducible (re-execute it, make its outputs "
-        f"deterministic, run `segedu assign`):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
-    )
+        f"strict nbval fails on solutions/{name}: re-execute it (SEGEDU_PROFILE=cpu "
+        f"SEGEDU_DEVICE=cpu), then `segedu assign`:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_student_nbval_fails_on_the_stub_exercise_notebook(name):
-    proc = student_nbval(exercise_notebook(name), "-x")  # the first check cell is enough
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "Cell outputs differ" in proc.stdout and "✗" in proc.stdout, proc.stdout[-3000:]
+def test_exercise_notebook_shows_no_pass_mark_before_the_student_answers(name):
+    # The check cells of the exercise notebooks carry no output of the solution run: no
+    # "✓ ... cases passed" under an unanswered stub.
+    for index, cell in enumerate(load_notebook(exercise_notebook(name))["cells"]):
+        if "check" in cell_tags(cell):
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
+                f"exercises/{name}, cell {index}: a check cell with stored output")
+        text = json.dumps(cell.get("outputs", []))
+        assert "cases passed" not in text and "✓" not in text, (
+            f"exercises/{name}, cell {index}: a stored pass mark")
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.replace("'", '"').split())
+
+
+def _solution_blocks(name: str) -> dict[str, str]:
+    """The instructor's code between the solution markers, per exercise id."""
+    blocks: dict[str, str] = {}
+    for cell in load_notebook(SOLUTIONS / name)["cells"]:
+        ex_id = cell.get("metadata", {}).get("segedu", {}).get("exercise")
+        if ex_id:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else \
+                cell["source"]
+            inside = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, re.S)
+            blocks[ex_id] = blocks.get(ex_id, "") + "".join(inside)
+    return blocks
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stubs_and_first_hints_do_not_give_the_answer(name):
+    import inspect
+
+    from segedu.grading import get_exercise
+
+    exercise_text = {}
+    for cell in load_notebook(exercise_notebook(name))["cells"]:
+        ex_id = cell.get("metadata", {}).get("segedu", {}).get("exercise")
+        if ex_id:
+            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            exercise_text[ex_id] = exercise_text.get(ex_id, "") + source
+    blocks = _solution_blocks(name)
+    for ex_id, block in blocks.items():
+        exercise = get_exercise(ex_id)
+        stub = exercise_text[ex_id]
+        shown = _normal(" ".join([stub if exercise.stub is None else "", exercise.task,
+                                  exercise.hint]))
+        try:
+            reference = inspect.getsource(exercise.reference)
+        except (OSError, TypeError):
+            reference = ""
+        for fragment in exercise.answer_fragments:
+            # Each listed fragment is really part of an answer ...
+            assert _normal(fragment) in _normal(reference + block), (
+                f"{ex_id}: {fragment!r} is in neither the reference nor the solution")
+            # ... and neither the stub nor the level-1 hint shows it.
+            assert _normal(fragment) not in shown, f"{ex_id}: the stub or hint shows {fragment!r}"
+        # No line of the instructor's solution appears in the stub or the level-1 hint.
+        for line in block.splitlines():
+            code = line.split("#")[0].strip()
+            if len(code) >= 12:
+                assert _normal(code) not in shown, f"{ex_id}: the stub or hint shows {code!r}"
+        assert exercise.hints, f"{ex_id}: no hint levels beyond the first"
 
 
 def test_solution_notebooks_have_no_solution_only_cells():

@@ -4,7 +4,8 @@ Two layers, the lower one first:
 
 * :mod:`~segedu.grading.engine` — the machinery, which knows no chapter: exercises and how
   answers are compared (``exercise``), which exercises exist (``registry``), the notebook
-  conventions (``notebook``), the in-notebook check (``check``), and grading: the
+  conventions (``notebook``), the in-notebook check (``check``) and its hint levels
+  (``hints``), and grading: the
   parent/child protocol (``protocol``), starting the child (``launch``), the child itself
   (``child``, confined by ``confine``), the parent's judgement (``judge``), a batch
   (``batch``), the reports (``reports``) and the instructor bundle (``bundle``).
@@ -25,6 +26,7 @@ from .engine.exercise import (
     seeded_randn,
     set_input_seed,
 )
+from .engine.hints import hint
 from .engine.judge import check_notebook, grade_notebook
 from .engine.notebook import assign, graded_cells, make_exercise_notebook
 from .engine.registry import (
@@ -60,6 +62,7 @@ __all__ = [
     "GradeReport",
     "check",
     "check_result",
+    "hint",
     "check_notebook",
     "grade_notebook",
     "Gradebook",

@@ -7,6 +7,9 @@ the answer has the wrong type). These are the ones more than one chapter uses:
 
 * inputs — :func:`const` (fixed arguments) and :data:`randn` (a random tensor drawn through
   the grading seed, so that an instructor's secret seed redraws it);
+* judges — :func:`every_failure`, for a summary that returns a dict of *aspects* (dtype,
+  values on the diagonal, zeros elsewhere; or the properties of an open-ended answer): it
+  compares every aspect and names every one that fails, not only the first;
 * summaries — :func:`as_int`, :func:`as_tensor`, and :func:`module_summary` for an exercise
   whose answer is an ``nn.Module`` class: its parameters must be named and shaped as the
   reference's (the grader loads weights by name), then it is run on seeded weights
@@ -20,16 +23,17 @@ other code calls it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..engine.exercise import seeded_randn
+from ..engine.exercise import Exercise, compare, seeded_randn
 
 __all__ = ["const", "randn", "as_int", "as_tensor", "state_shapes", "module_summary",
-           "seeded_weights"]
+           "seeded_weights", "every_failure"]
 
 #: ``randn(*shape, seed=s)``: a case's random tensor, drawn through the grading seed
 #: (:func:`~segedu.grading.seeded_randn` under the short name the case tables use).
@@ -122,3 +126,26 @@ def seeded_weights(shapes: Mapping[str, tuple[int, ...]], seed: int, *,
         fan_in = max(1, int(torch.Size(shape[1:]).numel())) if len(shape) > 1 else bias_fan_in
         state[key] = randn(*shape, seed=seed + i) / fan_in ** 0.5
     return state
+
+
+def every_failure(exercise: Exercise, got: Any, expected: Any, hidden: bool) -> tuple[bool, str]:
+    """Judge for a summary that returns ``{aspect: value}``: compare every aspect (as
+    :func:`~segedu.grading.compare` would) and name each one that differs, joined by "; ".
+
+    Anything that is not such a dict is compared as usual."""
+    plain = dataclasses.replace(exercise, judge=None)
+    if not isinstance(expected, dict) or not isinstance(got, dict):
+        return compare(plain, got, expected, hidden=hidden)
+    failures, notes = [], []
+    for key, value in expected.items():
+        if key not in got:
+            failures.append(f"{key}: missing")
+            continue
+        ok, message = compare(plain, got[key], value, hidden=hidden)
+        if not ok:
+            failures.append(f"{key}: {message}")
+        elif message:
+            notes.append(message)
+    if failures:
+        return False, "; ".join(failures)
+    return True, notes[0] if len(notes) == 1 else ""

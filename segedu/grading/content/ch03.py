@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...data import TouchingCells
-from ...unet import UpBlock, crop_and_concat, unet_output_size, weight_map
+from ...unet import UpBlock, crop_and_concat, unet_output_size, valid_input_sizes, weight_map
 from ..engine.exercise import Case, Exercise
 from .cases import (
     as_int,
@@ -77,13 +77,25 @@ UNET_OUTPUT_SIZE = Exercise(
     function="unet_output_size",
     reference=unet_output_size,
     summary=as_int,
-    hint=(
-        "Each level: two valid 3x3 convs (-4), then a 2x2 max-pool (// 2); at the bottom -4; "
-        "then each level up: x2, -4.\n"
-        "Go down `depth` times (conv, conv, pool), do the bottom's two convs, come back up "
-        "`depth` times (up-convolution doubles, then two convs). A valid 3x3 conv turns n into "
-        "n - 2. Return a Python int."
+    task=(
+        "Return the side of the segmentation U-Net outputs for an input of `size` pixels: "
+        "with unpadded convolutions the output is smaller than the input (Fig. 1: 572 in, "
+        "388 out), and the overlap-tile strategy depends on knowing by how much."
     ),
+    hint=(
+        "Follow one side of the image through Fig. 1: down the contracting path, across the "
+        "bottom, up the expanding path. Every unpadded 3 x 3 convolution eats a border, every "
+        "max-pool halves, every up-convolution doubles."
+    ),
+    hints=(
+        "Which quantity goes wrong: what one valid 3 x 3 conv removes (one pixel on each "
+        "side), how many convs each level has (two, also at the bottom), or the number of "
+        "levels (depth pools down, depth up-convolutions back).",
+        "Worked example (the paper): 572 -> 570 -> 568, pool 284 -> 282 -> 280, pool 140 -> "
+        "136, pool 68 -> 64, pool 32 -> 28 (bottom), up 56 -> 52, up 104 -> 100, up 200 -> "
+        "196, up 392 -> 388.",
+    ),
+    answer_fragments=("(n - 4) // 2", "2 * n - 4"),
     cases=[
         Case("572, depth 4 (the paper: 388)", const(572, 4)),
         Case("188, depth 4 (the smallest)", const(188, 4)),
@@ -101,13 +113,25 @@ CROP_AND_CONCAT = Exercise(
     function="crop_and_concat",
     reference=crop_and_concat,
     summary=as_tensor,
-    hint=(
-        "Crop skip[..., top:top + H, left:left + W] with top = (H_skip - H) // 2, then "
-        "torch.cat([cropped, x], dim=1).\n"
-        "The skip comes first in the concatenation. When the size difference is odd, floor "
-        "division puts the extra row/column at the bottom/right. Height and width are "
-        "cropped separately: they may differ."
+    task=(
+        "Return the skip cropped to x's size and joined with x along the channels: U-Net's "
+        "copy-and-crop (Fig. 1, grey arrows), which hands the expanding path the detail the "
+        "contracting path saw."
     ),
+    hint=(
+        "The skip is larger than x because unpadded convs shrank x more; cut the skip to x's "
+        "size around its centre, so that pixel (i, j) of both means the same place in the "
+        "image, then put the two side by side as channels."
+    ),
+    hints=(
+        "Which quantity goes wrong: the offset of the crop (half the size difference; when "
+        "the difference is odd the extra row and column go at the bottom and right), the two "
+        "axes (crop height and width separately), or the order of the concatenation (the "
+        "skip first).",
+        "Worked example: a (1, 4, 13, 13) skip and a (1, 4, 9, 9) x: crop rows and columns "
+        "2..10 of the skip, return (1, 8, 9, 9). A 9 x 9 skip and a 4 x 4 x: offset 2.",
+    ),
+    answer_fragments=("torch.cat([cropped, x], dim=1)", "(H_skip - H) // 2"),
     cases=[
         Case("same size (nothing to crop)", _maps((1, 2, 6, 6), (1, 3, 6, 6), seed=1)),
         Case("8x8 skip to 4x4", _maps((1, 2, 8, 8), (1, 2, 4, 4), seed=2)),
@@ -129,15 +153,26 @@ WEIGHT_MAP = Exercise(
     summary=as_tensor,
     rtol=1e-4,
     atol=1e-4,
-    hint=(
-        "w = w_c + w0 * exp(-(d1 + d2)**2 / (2 * sigma**2)) on background pixels, with d1, d2 "
-        "the distances to the nearest and second-nearest cell.\n"
-        "w_c: N / (2 * N_cell) on cell pixels and N / (2 * N_background) on background "
-        "pixels (1 everywhere if one class is missing). The distance from every pixel to "
-        "cell k is distance_transform_edt(ids != k); stack them for all cells and take the two "
-        "smallest per pixel. No border term with fewer than two cells, none on cell pixels. "
-        "Return float32."
+    task=(
+        "Return U-Net's loss weight map for an instance mask (Sec. 3, Eq. 2): weights that "
+        "balance the classes and make the thin background gaps between touching cells count "
+        "much more, so that the network learns to separate them."
     ),
+    hint=(
+        "Two terms add up: one that balances how often cell and background pixels occur, and "
+        "one that is large on background pixels squeezed between two cells and fades with "
+        "their distance to the two nearest cells (Eq. 2)."
+    ),
+    hints=(
+        "Which quantity goes wrong: d1 and d2 (distances to the nearest and second-nearest "
+        "*different* cells, measured to each cell separately), where the border term applies "
+        "(background only, and only when there are two cells), the class-balance term (from "
+        "pixel frequencies; 1 if one class is missing), or the dtype (float32).",
+        "Worked example (Eq. 2): w = w_c + w0 * exp(-(d1 + d2)^2 / (2 sigma^2)); with w0 = 10 "
+        "and sigma = 5, a background pixel 1 pixel from each of two cells gets w_c + "
+        "10 * exp(-4 / 50) = w_c + 9.23.",
+    ),
+    answer_fragments=("np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))", "np.sort(dist, axis=0)[:2]"),
     cases=[
         Case("two cells, a 2-pixel gap", _instances((4, 20, 2, 10), (4, 20, 11, 20))),
         Case("two cells, a 5-pixel gap", _instances((4, 20, 2, 9), (4, 20, 13, 20))),
@@ -160,15 +195,25 @@ UP_BLOCK = Exercise(
     id="ch03.up_block",
     function="UpBlock",
     reference=UpBlock,
-    hint=(
-        "Fig. 1: after the up-convolution the skip is cropped and concatenated; how many "
-        "channels does the next conv then see?\n"
-        "The outline's block never uses the skip, and its conv expects out_channels although "
-        "the concatenation has the skip's out_channels plus the upsampled map's out_channels: "
-        "up = ConvTranspose2d(in, out, 2, stride=2), conv = DoubleConv(2 * out, out), and "
-        "forward does up, crop_and_concat(skip, x), conv. Keep the names self.up and self.conv: "
-        "the grader loads weights by name."
+    task=(
+        "Fix the outline's U-Net up block so that it does what Fig. 1's expanding path does "
+        "with the skip it is given; keep the part names, the grader loads weights by them."
     ),
+    hint=(
+        "Fig. 1: after each up-convolution the expanding path receives the cropped feature "
+        "map of the same level. Does the outline's block use its skip at all? And how many "
+        "channels does the convolution after that step then see?"
+    ),
+    hints=(
+        "Which quantity goes wrong: the input channels of the convolution after the "
+        "concatenation (it sees the skip's channels and the upsampled map's), the order of "
+        "forward's steps (up, then copy-and-crop, then convs), or the names (self.up, "
+        "self.conv).",
+        "Worked example: UpBlock(16, 8) on a (1, 16, 6, 6) map with a (1, 8, 16, 16) skip: "
+        "up -> (1, 8, 12, 12); crop the skip to 12 x 12 and concatenate -> (1, 16, 12, 12); "
+        "two valid 3 x 3 convs -> (1, 8, 8, 8).",
+    ),
+    answer_fragments=("DoubleConv(2 * out_channels", "crop_and_concat(skip, x)"),
     cases=[
         Case("UpBlock(16, 8): parameter shapes", const(16, 8), summary=_structure(16, 8)),
         Case("UpBlock(16, 8) on a 6x6 map with a 16x16 skip", const(16, 8), points=2,
@@ -184,4 +229,46 @@ UP_BLOCK = Exercise(
     ],
 )
 
-EXERCISES = [UNET_OUTPUT_SIZE, CROP_AND_CONCAT, WEIGHT_MAP, UP_BLOCK]
+def _sizes(value: Any) -> list[int]:
+    """Summary: a sorted list of Python ints."""
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"expected a list of int sizes, got {type(value).__name__}")
+    return sorted(value)
+
+
+VALID_SIZES = Exercise(
+    id="ch03.valid_input_sizes",
+    function="valid_input_sizes",
+    reference=valid_input_sizes,
+    summary=_sizes,
+    time_limit_s=2.0,
+    task=(
+        "Open-ended search: list every input size between low and high (inclusive) that the "
+        "paper's U-Net of the given depth accepts, i.e. for which every 2 x 2 max-pool sees an "
+        "even map and an output remains (Sec. 3: 'select the input tile size such that all "
+        "2x2 max-pooling operations are applied to a layer with an even x- and y-size')."
+    ),
+    hint=(
+        "Walk a candidate size through the contracting path as your unet_output_size does, "
+        "and reject it as soon as a pool would meet an odd size or a convolution would leave "
+        "nothing. Then try every size in the range."
+    ),
+    hints=(
+        "Which quantity goes wrong: the check happens before each pool (after its two "
+        "convs), the range includes both ends, and the bottom's two convs must still leave "
+        "something.",
+        "Worked example: depth 4 accepts 572 and 556 between 550 and 580 (they differ by 16, "
+        "the product of the four halvings); 188 is the smallest.",
+    ),
+    answer_fragments=(),
+    cases=[
+        Case("400 to 600, depth 4 (the paper's network)", const(400, 600, 4), points=2),
+        Case("180 to 200, depth 4 (the smallest)", const(180, 200, 4)),
+        Case("50 to 100, depth 2", const(50, 100, 2)),
+        Case("10 to 12, depth 4 (none)", const(10, 12, 4)),
+        Case("900 to 1000, depth 5", const(900, 1000, 5), hidden=True),
+    ],
+)
+
+EXERCISES = [UNET_OUTPUT_SIZE, CROP_AND_CONCAT, WEIGHT_MAP, UP_BLOCK, VALID_SIZES]

@@ -12,11 +12,13 @@ from typing import Any
 
 import torch
 
-from ...core.sizes import adaptive_pool_regions
+import math
+
+from ...core.sizes import adaptive_pool_regions, resnet_feature_size
 from ...pspnet import PyramidPoolingModule, pyramid_pool
 from ...train import segmentation_loss
 from ..engine.exercise import Case, Exercise, case_generator
-from .cases import as_tensor, const, randn
+from .cases import as_tensor, const, every_failure, randn
 
 __all__ = ["EXERCISES"]
 
@@ -88,12 +90,23 @@ ADAPTIVE_POOL_REGIONS = Exercise(
     function="adaptive_pool_regions",
     reference=adaptive_pool_regions,
     summary=_regions,
-    hint=(
-        "Cell i of b covers [floor(i * n / b), ceil((i + 1) * n / b)).\n"
-        "Integer arithmetic only: floor(a / b) is a // b and ceil(a / b) is -(-a // b). "
-        "Return a list of b (start, end) tuples, end exclusive. When b does not divide n the "
-        "cells overlap; when b > n they repeat pixels: that is correct, not a bug."
+    task=(
+        "Return, for each of `bins` adaptive-pooling cells, the input pixels it averages: "
+        "PSPNet's pyramid pools to 1, 2, 3 and 6 bins whatever the map's size, and this is "
+        "what a bin means when the bins do not divide the map."
     ),
+    hint=(
+        "Adaptive pooling spreads the cells evenly over the map: cell i starts where an even "
+        "split would start it (rounded towards the map's start) and ends where an even split "
+        "would end it (rounded towards the end), so neighbouring cells may overlap."
+    ),
+    hints=(
+        "Which quantity goes wrong: the rounding (down for the start, up for the end), "
+        "floating-point division (use integer arithmetic), or the end (exclusive).",
+        "Worked example: 7 pixels, 3 bins: [(0, 3), (2, 5), (4, 7)]; 4 pixels, 6 bins: "
+        "[(0, 1), (0, 2), (1, 3), (2, 3), (2, 4), (3, 4)].",
+    ),
+    answer_fragments=("(i * size) // bins", "-((-(i + 1) * size) // bins)"),
     cases=[
         Case("7 pixels, 3 bins (overlapping cells)", const(7, 3)),
         Case("60 pixels, 6 bins (the paper's 473 input: cells of 10)", const(60, 6)),
@@ -114,13 +127,26 @@ PYRAMID_POOL = Exercise(
     summary=as_tensor,
     rtol=1e-4,
     atol=1e-5,
-    hint=(
-        "For each bin: F.adaptive_avg_pool2d(x, b), then the stage, then F.interpolate back "
-        "to x's size (bilinear, align_corners=False); finally torch.cat([x, *levels], dim=1).\n"
-        "The input comes first in the concatenation, then the levels in the order of `bins`. "
-        "Upsample to x.shape[-2:] exactly (not by a scale factor: 7 is not a multiple of 3). "
-        "A 1x1 level upsampled is constant over the map."
+    task=(
+        "Return the pyramid pooling module's output (Sec. 3.3, Fig. 3): the feature map joined "
+        "with its context pooled at several scales, each brought back to the map's size, so "
+        "that every pixel sees the whole scene."
     ),
+    hint=(
+        "Fig. 3(c): for each pyramid level, pool the map to that many bins, reduce it with the "
+        "level's stage, bring it back to the map's size, and keep it. The module's output "
+        "holds the original features and every level side by side."
+    ),
+    hints=(
+        "Which quantity goes wrong: the upsampled size (exactly the map's, not a scale "
+        "factor), the interpolation (bilinear, without aligned corners), the order of the "
+        "concatenation (the input first, then the levels in the order of bins), or using the "
+        "wrong stage for a level.",
+        "Worked example: a (1, 4, 12, 12) map with bins (1, 2, 3, 6) and stages to 2 channels "
+        "each: levels (1, 2, 1, 1), (1, 2, 2, 2), (1, 2, 3, 3), (1, 2, 6, 6), each upsampled to "
+        "12 x 12; the output is (1, 4 + 4 * 2, 12, 12).",
+    ),
+    answer_fragments=("torch.cat(levels, dim=1)", "F.adaptive_avg_pool2d(x, b)"),
     cases=[
         Case("12x12 map, bins 1, 2, 3, 6 (all divide)", _pyramid(1, 4, (12, 12), (1, 2, 3, 6),
                                                                   seed=1), points=2),
@@ -144,12 +170,21 @@ DEEP_SUPERVISION_LOSS = Exercise(
     summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
-    hint=(
-        "cross_entropy(out, target, ignore_index=255) + aux_weight * the same on outputs['aux'] "
-        "(only if there is one).\n"
-        "Pixels labelled 255 count in neither term. A model built without the auxiliary head "
-        "returns only 'out': then the loss is the main term alone. Return a scalar tensor."
+    task=(
+        "Return PSPNet's training loss with deep supervision (Sec. 3.4): the main head's loss "
+        "plus a weighted loss of the auxiliary head, which helps the deep backbone learn."
     ),
+    hint=(
+        "Both heads are trained on the same labels with the same per-pixel loss; the "
+        "auxiliary one counts less, by aux_weight. Unlabelled pixels (255) count in neither."
+    ),
+    hints=(
+        "Which quantity goes wrong: the weight (it multiplies the auxiliary term only), the "
+        "ignored label (255), or a model without an auxiliary head (then only the main term).",
+        "Worked example: with main loss 1.2 and auxiliary loss 1.5, aux_weight 0.4 gives "
+        "1.2 + 0.6 = 1.8.",
+    ),
+    answer_fragments=("aux_weight * ",),
     cases=[
         Case("main and auxiliary outputs", _outputs(1, 3, (5, 7), seed=1), points=2),
         Case("no auxiliary head", _outputs(1, 3, (6, 6), aux=False, seed=2)),
@@ -160,4 +195,68 @@ DEEP_SUPERVISION_LOSS = Exercise(
     ],
 )
 
-EXERCISES = [ADAPTIVE_POOL_REGIONS, PYRAMID_POOL, DEEP_SUPERVISION_LOSS]
+def choose_psp_input(low: int, high: int, bins: tuple[int, ...], output_stride: int) -> int:
+    """A reference answer of the open-ended exercise: the first input size in [low, high]
+    whose feature map every bin divides."""
+    for size in range(low, high + 1):
+        if all(resnet_feature_size(size, output_stride) % b == 0 for b in bins):
+            return size
+    raise ValueError("no size fits")
+
+
+def _psp_outcome(low: int, high: int, bins: tuple[int, ...],
+                 output_stride: int) -> Callable[[Any], dict[str, bool]]:
+    """Summary of ``choose_psp_input``, measured: the backbone's map and the bins' cells."""
+    def summary(size: Any) -> dict[str, bool]:
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"expected an int input size, got {type(size).__name__}")
+        fits = False
+        if 32 <= size <= 4096:
+            side = resnet_feature_size(size, output_stride)
+            fits = all(len({e - s for s, e in adaptive_pool_regions(side, b)}) == 1 and
+                       adaptive_pool_regions(side, b)[-1][1] == side and
+                       all(e == s2 for (_, e), (s2, _) in zip(adaptive_pool_regions(side, b),
+                                                              adaptive_pool_regions(side, b)[1:]))
+                       for b in bins)
+        return {"inside [low, high]": low <= size <= high,
+                "every bin's cells tile the feature map without overlap": fits}
+    return summary
+
+
+CHOOSE_PSP_INPUT = Exercise(
+    id="ch04.choose_psp_input",
+    function="choose_psp_input",
+    reference=choose_psp_input,
+    judge=every_failure,
+    time_limit_s=2.0,
+    task=(
+        "Open-ended: choose an input size between low and high for which every pyramid bin "
+        "splits the backbone's feature map into equal cells that do not overlap (PSPNet is "
+        "'sensitive to input resolution'); the grader measures the cells of your size."
+    ),
+    hint=(
+        "The bins see the backbone's feature map, not the image: first work out how large "
+        "that map is for a candidate input size and output stride, then ask when every bin "
+        "cuts it into equal cells. Your adaptive_pool_regions shows the cells."
+    ),
+    hints=(
+        "Which quantity goes wrong: the feature map's size (the stem and each strided stage "
+        "round up), or the condition on it (every bin must divide it, so their least common "
+        "multiple must).",
+        "Worked example: the paper's 473 x 473 crop at output stride 8 gives a 60 x 60 map, "
+        "which 1, 2, 3 and 6 all divide; 520 gives 65, which only 1 divides.",
+    ),
+    answer_fragments=(),
+    cases=[
+        Case("400 to 500, bins 1, 2, 3, 6, stride 8", const(400, 500, (1, 2, 3, 6), 8),
+             summary=_psp_outcome(400, 500, (1, 2, 3, 6), 8)),
+        Case("500 to 560, bins 1, 2, 3, 6, stride 8", const(500, 560, (1, 2, 3, 6), 8),
+             points=2, summary=_psp_outcome(500, 560, (1, 2, 3, 6), 8)),
+        Case("200 to 280, bins 1, 2, 4, stride 16", const(200, 280, (1, 2, 4), 16),
+             summary=_psp_outcome(200, 280, (1, 2, 4), 16)),
+        Case("600 to 700, bins 1, 2, 3, 6, stride 16", const(600, 700, (1, 2, 3, 6), 16),
+             hidden=True, summary=_psp_outcome(600, 700, (1, 2, 3, 6), 16)),
+    ],
+)
+
+EXERCISES = [ADAPTIVE_POOL_REGIONS, PYRAMID_POOL, DEEP_SUPERVISION_LOSS, CHOOSE_PSP_INPUT]

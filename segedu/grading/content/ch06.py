@@ -14,7 +14,15 @@ from torch import nn
 
 from ...refinenet import ResidualConvUnit, chained_residual_pooling, multi_resolution_fusion
 from ..engine.exercise import Case, Exercise
-from .cases import as_tensor, const, module_summary, randn, seeded_weights, state_shapes
+from .cases import (
+    as_tensor,
+    const,
+    every_failure,
+    module_summary,
+    randn,
+    seeded_weights,
+    state_shapes,
+)
 
 __all__ = ["EXERCISES"]
 
@@ -88,15 +96,23 @@ RESIDUAL_CONV_UNIT = Exercise(
     id="ch06.residual_conv_unit",
     function="ResidualConvUnit",
     reference=ResidualConvUnit,
-    hint=(
-        "forward: x + conv2(relu(conv1(relu(x)))), with F.relu (not in place) and padding "
-        "kernel_size // 2.\n"
-        "Fig. 3b: ReLU, conv, ReLU, conv, then add the input. conv1 = Conv2d(channels, "
-        "channels, kernel_size, padding=kernel_size // 2) with a bias, conv2 the same without "
-        "one (bias=False), as in the released model; no BatchNorm. An in-place ReLU on x "
-        "(nn.ReLU(inplace=True) or x.relu_()) overwrites the identity branch: the grader "
-        "checks that x is unchanged after the call."
+    task=(
+        "Write RefineNet's residual conv unit (Sec. 3.2, Fig. 3b): the adaptive block that "
+        "fine-tunes pretrained features for segmentation while keeping an identity path."
     ),
+    hint=(
+        "Fig. 3b: two pre-activated convolutions on a residual branch, added to the unit's "
+        "input. The input itself must reach the sum unchanged."
+    ),
+    hints=(
+        "Which quantity goes wrong: the identity (an in-place ReLU overwrites the input that "
+        "the sum needs), the padding (the output must keep the input's size), the biases "
+        "(conv1 has one, conv2 none, as in the released model), or extra layers (no "
+        "BatchNorm).",
+        "Worked example: on x, compute ReLU(x), conv1, ReLU, conv2, then add x; a "
+        "(1, 8, 7, 9) input gives a (1, 8, 7, 9) output, and x is unchanged after the call.",
+    ),
+    answer_fragments=("self.conv1(F.relu(x))", "self.conv2(F.relu(out))"),
     cases=[
         Case("ResidualConvUnit(8): parameter shapes", const(8), summary=_structure(8)),
         Case("ResidualConvUnit(8) on a 7x9 map", const(8), points=2,
@@ -119,14 +135,24 @@ MULTI_RESOLUTION_FUSION = Exercise(
     summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
-    hint=(
-        "Convolve each path, then upsample_aligned(y, size_of_finest, stride // finest_stride), "
-        "then sum.\n"
-        "The finest path is the one with the smallest stride (it need not come first); take its "
-        "exact H, W as the target size, never 2x the coarse size. Convolve *before* upsampling "
-        "(Fig. 3c): the other order gives different numbers. A path at the finest stride is "
-        "upsampled by factor 1 (unchanged)."
+    task=(
+        "Return RefineNet's multi-resolution fusion (Sec. 3.2, Fig. 3c): paths of different "
+        "resolutions adapted by their own convolution, brought to the finest resolution and "
+        "summed."
     ),
+    hint=(
+        "Fig. 3c: each path is first adapted, then brought to the finest path's resolution, "
+        "and the results are summed. Which path is the finest, and what size exactly must the "
+        "others reach?"
+    ),
+    hints=(
+        "Which quantity goes wrong: the finest path (the smallest stride, wherever it is in "
+        "the list), the target size (the finest path's exact size, not a multiple of a "
+        "coarse one), the order (convolve before upsampling), or the factor for each path.",
+        "Worked example: paths 17 x 12 (stride 4) and 9 x 6 (stride 8): convolve both, "
+        "upsample the second by 2 to 17 x 12, sum.",
+    ),
+    answer_fragments=("stride // finest)",),
     cases=[
         Case("two paths: 17x12 (stride 4) and 9x6 (stride 8)",
              _fusion([(1, 3, 17, 12), (1, 5, 9, 6)], [4, 8], 3, seed=1), points=2),
@@ -156,15 +182,24 @@ CHAINED_RESIDUAL_POOLING = Exercise(
     summary=as_tensor,
     rtol=1e-5,
     atol=1e-5,
-    hint=(
-        "x = relu(x); total = top = x; per conv: top = conv(max_pool2d(top, 5, stride=1, "
-        "padding=2)); total = total + top.\n"
-        "Fig. 3d: one ReLU first, and it is part of the sum. Each stage pools the previous "
-        "*stage's* output (the chain), not the input, and every stage is added to the running "
-        "total. 5x5 with stride 1 needs padding 2 to keep the size; F.max_pool2d pads with "
-        "-inf, so a negative map is not clipped at 0 by the border. Use the convs you are "
-        "given, in order."
+    task=(
+        "Return RefineNet's chained residual pooling (Sec. 3.2, Fig. 3d): context gathered "
+        "from ever larger regions by a chain of pooling blocks, each added to a running sum."
     ),
+    hint=(
+        "Fig. 3d: one non-linearity first; then each pooling block works on the previous "
+        "block's output (that is the chain), and every block's output joins a running sum "
+        "that starts from the input itself."
+    ),
+    hints=(
+        "Which quantity goes wrong: what each block pools (the previous block's output, not "
+        "the input), the running sum (it starts with the ReLU's output), the pooling's size "
+        "(5 x 5, stride 1, padded to keep the size; its padding must never win a max), or "
+        "the order of the given convs.",
+        "Worked example: with two stages, out = r + c1(p(r)) + c2(p(c1(p(r)))) where r = "
+        "ReLU(x) and p the 5 x 5 pool.",
+    ),
+    answer_fragments=("total = total + top", "top = conv(F.max_pool2d(top"),
     cases=[
         Case("no stages: just the ReLU", _crp((1, 2, 6, 5), 0, seed=1)),
         Case("one stage, 1x1 conv, 9x7", _crp((1, 3, 9, 7), 1, seed=2), points=2),
@@ -182,4 +217,72 @@ CHAINED_RESIDUAL_POOLING = Exercise(
     ],
 )
 
-EXERCISES = [RESIDUAL_CONV_UNIT, MULTI_RESOLUTION_FUSION, CHAINED_RESIDUAL_POOLING]
+def choose_crp_stages(size: int) -> int:
+    """A reference answer of the open-ended exercise: the fewest chained 5x5 pooling stages
+    that carry every corner of a ``size`` map to its centre."""
+    centre = (size - 1) // 2
+    return -(-max(centre, size - 1 - centre) // 2)
+
+
+def _reaches_centre(size: int, stages: int) -> bool:
+    """Run chained residual pooling with identity 1x1 convs on an impulse in each corner:
+    does the centre's output see all four?"""
+    if stages < 0 or stages > 64:
+        return False
+    x = torch.zeros(4, 1, size, size)
+    for i, (r, c) in enumerate(((0, 0), (0, -1), (-1, 0), (-1, -1))):
+        x[i, 0, r, c] = 1.0
+    identity = [nn.Conv2d(1, 1, 1, bias=False) for _ in range(stages)]
+    for conv in identity:
+        nn.init.ones_(conv.weight)
+    centre = (size - 1) // 2
+    return bool((chained_residual_pooling(x, identity)[:, 0, centre, centre] > 0).all())
+
+
+def _stages_outcome(size: int) -> Callable[[Any], dict[str, bool]]:
+    """Summary of ``choose_crp_stages(size)``, measured with chained residual pooling."""
+    def summary(stages: Any) -> dict[str, bool]:
+        if isinstance(stages, bool) or not isinstance(stages, int):
+            raise TypeError(f"expected an int number of stages, got {type(stages).__name__}")
+        return {"the centre sees all four corners": _reaches_centre(size, stages),
+                "one stage fewer would not": not _reaches_centre(size, stages - 1)}
+    return summary
+
+
+CHOOSE_CRP_STAGES = Exercise(
+    id="ch06.choose_crp_stages",
+    function="choose_crp_stages",
+    reference=choose_crp_stages,
+    judge=every_failure,
+    time_limit_s=2.0,
+    task=(
+        "Open-ended: choose the fewest chained residual pooling stages (5 x 5 max-pools, "
+        "Fig. 3d) with which the centre of a size x size map gathers context from all four "
+        "corners; the grader runs the chain on your choice and on one stage fewer."
+    ),
+    hint=(
+        "Each stage pools the previous stage's output, so the region a stage sees grows with "
+        "every stage. How far does one 5 x 5 pool reach, and how far is the farthest corner "
+        "from the centre pixel?"
+    ),
+    hints=(
+        "Which quantity goes wrong: the distance (from the centre pixel to the farthest "
+        "corner along one axis; for an even size one side is a pixel longer), or the reach "
+        "per stage (a 5 x 5 window reaches 2 pixels each way).",
+        "Worked example: a 9 x 9 map: centre 4, farthest corner 4 pixels away along each "
+        "axis, 2 per stage: 2 stages; 1 stage does not reach.",
+    ),
+    answer_fragments=(),
+    cases=[
+        Case("9x9", const(9), summary=_stages_outcome(9)),
+        Case("17x17", const(17), summary=_stages_outcome(17)),
+        Case("12x12 (even)", const(12), summary=_stages_outcome(12)),
+        Case("10x10 (even: the far side is a pixel longer)", const(10), points=2,
+             summary=_stages_outcome(10)),
+        Case("33x33", const(33), hidden=True, summary=_stages_outcome(33)),
+        Case("20x20 (even)", const(20), hidden=True, summary=_stages_outcome(20)),
+    ],
+)
+
+EXERCISES = [RESIDUAL_CONV_UNIT, MULTI_RESOLUTION_FUSION, CHAINED_RESIDUAL_POOLING,
+             CHOOSE_CRP_STAGES]

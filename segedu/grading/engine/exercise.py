@@ -83,6 +83,21 @@ class Exercise:
             with a clear message when the object is of the wrong type. ``None`` compares the
             returned value itself.
         rtol, atol: tolerances for floating-point values (as in ``assert_close``).
+        task: what the exercise-notebook stub says: what to compute and why it matters, never
+            the formula or the code (falls back to the first line of ``hint``).
+        hints: the hint levels after ``hint`` (level 1, the concept): which quantity is
+            wrong, then a worked example. :func:`segedu.check` reveals them one failed
+            attempt at a time, :func:`segedu.hint` on demand.
+        stub: code that replaces the first solution block in the exercise notebook instead
+            of ``raise NotImplementedError`` (a "find the bug" exercise hands out the buggy
+            code); it is indented to the block's indentation.
+        judge: ``judge(exercise, got, expected, hidden) -> (ok, message)`` replaces
+            :func:`compare`'s comparison for this exercise (an open-ended task graded by
+            outcome, or a comparison that names every failure of a case).
+        answer_fragments: fragments of the answer (formula or code) that neither the stub
+            nor the level-1 hint may contain (a test checks them against the reference).
+        time_limit_s: :func:`segedu.check` fails a case whose call takes longer (the grader
+            applies its own ``--case-timeout``).
     """
 
     id: str
@@ -93,6 +108,12 @@ class Exercise:
     summary: Callable[[Any], Any] | None = None
     rtol: float = 1e-5
     atol: float = 1e-6
+    task: str = ""
+    hints: tuple[str, ...] = ()
+    stub: str | None = None
+    judge: Callable[..., tuple[bool, str]] | None = None
+    answer_fragments: tuple[str, ...] = ()
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"ch\d{2}\.\w+", self.id):
@@ -387,6 +408,8 @@ def compare(exercise: Exercise, got: Any, expected: Any, *, hidden: bool = False
         success it is ``"max abs error ..."`` when floating-point values were compared, else
         ``""``.
     """
+    if exercise.judge is not None:
+        return exercise.judge(exercise, got, expected, hidden)
     errors: list[float] = []
     message = _compare(got, expected, exercise, hidden, errors)
     if message is not None:

@@ -18,17 +18,18 @@ The notebook's chapter is ``chNN`` from its file name ``NN_name.ipynb``; exercis
 start with it (``ch01.bilinear_kernel``).
 
 :func:`make_exercise_notebook` turns a solution notebook into the student's version: each
-solution block becomes ``raise NotImplementedError("Exercise <id>: <hint>")`` at the
-block's indentation, answer cells lose their outputs and are tagged
-``nbval-ignore-output`` (a student may print while working), solution-only cells are dropped
-and everything else — check cells included — keeps the outputs and execution counts of the
-instructor's run. The stored check output is what a correct answer prints, so
-
-    pytest --nbval exercises/NN_name.ipynb
-
-passes exactly when the student's answers are right (nbval compares every cell's output with
-the stored one; a stub prints ✗ lines instead of ✓ ones). The result is deterministic, so
-:func:`assign` with ``check=True`` can tell whether ``exercises/`` is up to date byte for byte.
+solution block becomes ``raise NotImplementedError("Exercise <id>: <task>")`` at the
+block's indentation (the exercise's :attr:`~segedu.grading.Exercise.task`: what to compute
+and why, never the answer) — or, for a "find the bug" exercise, the buggy code of its
+:attr:`~segedu.grading.Exercise.stub`. Answer cells lose their outputs and are tagged
+``nbval-ignore-output`` (a student may print while working); **check cells lose theirs too**,
+with their execution counts, so that no pass mark of the instructor's run stands under an
+unanswered stub; solution-only cells are dropped and every other cell keeps the outputs and
+execution counts of the instructor's run. A student checks answers with the check cells
+(``segedu.check``) or ``segedu check exercises/NN_name.ipynb`` from a shell; strict nbval runs
+on ``solutions/`` (whose stored outputs must be reproducible). The result is deterministic,
+so :func:`assign` with ``check=True`` can tell whether ``exercises/`` is up to date byte for
+byte.
 """
 
 from __future__ import annotations
@@ -163,8 +164,10 @@ def exercise_ids(nb) -> list[str]:
     return ids
 
 
-def _strip_solution(source: str, exercise_id: str, hint: str, where: str) -> str:
-    """Replace each BEGIN/END SOLUTION block of ``source`` by a NotImplementedError stub."""
+def _strip_solution(source: str, exercise_id: str, hint: str, where: str,
+                    stub: str | None = None) -> str:
+    """Replace each BEGIN/END SOLUTION block of ``source`` by a NotImplementedError stub
+    (or, with ``stub``, the one block by that code)."""
     message = f"Exercise {exercise_id}: {hint}" if hint else f"Exercise {exercise_id}"
     out: list[str] = []
     in_block = False
@@ -174,10 +177,17 @@ def _strip_solution(source: str, exercise_id: str, hint: str, where: str) -> str
         if stripped == BEGIN_SOLUTION:
             if in_block:
                 raise ValueError(f"{where}: nested {BEGIN_SOLUTION!r}")
+            if found and stub is not None:
+                raise ValueError(f"{where}: a find-the-bug exercise ({exercise_id}) must "
+                                 "have a single solution block")
             in_block = found = True
             indent = line[: len(line) - len(line.lstrip())]
-            literal = json.dumps(message, ensure_ascii=False)
-            out.append(f"{indent}raise NotImplementedError({literal})")
+            if stub is not None:
+                out += [indent + code if code.strip() else ""
+                        for code in stub.strip("\n").splitlines()]
+            else:
+                literal = json.dumps(message, ensure_ascii=False)
+                out.append(f"{indent}raise NotImplementedError({literal})")
         elif stripped == END_SOLUTION:
             if not in_block:
                 raise ValueError(f"{where}: {END_SOLUTION!r} without {BEGIN_SOLUTION!r}")
@@ -202,7 +212,7 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
     Args:
         nb: a solution notebook (nbformat v4).
         keep_outputs: keep the outputs of answer cells too (by default they are cleared;
-            check cells always keep theirs, for nbval).
+            check cells never keep theirs).
         name: used in error messages.
 
     Raises:
@@ -221,8 +231,9 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
         source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
         ex_id = cell_exercise_id(cell)
         if ex_id is not None:
-            hint = get_exercise(ex_id).short_hint
-            cell.source = _strip_solution(source, ex_id, hint, where)
+            exercise = get_exercise(ex_id)
+            cell.source = _strip_solution(source, ex_id, exercise.task.strip() or
+                                          exercise.short_hint, where, exercise.stub)
         elif _has_markers(source):
             raise ValueError(
                 f"{where}: solution markers in a cell without "
@@ -234,8 +245,11 @@ def make_exercise_notebook(nb, *, keep_outputs: bool = False, name: str = "noteb
                 cell.outputs = []
             if NBVAL_IGNORE_OUTPUT not in tags:
                 cell.metadata.setdefault("tags", []).append(NBVAL_IGNORE_OUTPUT)
-        # Other code cells keep the instructor run's outputs and execution counts: nbval
-        # treats a cell with outputs but no execution count as "unrun" and fails it.
+        if cell.cell_type == "code" and "check" in tags:
+            # No pass mark of the instructor's run under an unanswered stub.
+            cell.outputs = []
+            cell.execution_count = None
+        # Other code cells keep the instructor run's outputs and execution counts.
         cells.append(cell)
     nb.cells = cells
     return nb

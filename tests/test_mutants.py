@@ -1,0 +1,69 @@
+"""Every plausible wrong answer kept beside the exercises loses points.
+
+``segedu/grading/content/mutants/chNN.py`` lists, per chapter, mistakes students make (off-by-one,
+wrong centre, swapped axes, in-place ReLU, wrong dtype, ``<=`` for ``<``, forgotten
+registration...). Each is run through the in-process check machinery (``compute`` and
+``compare``, as ``segedu.check`` and the grader's judge use them) on the public *and* the
+hidden cases; it must fail at least one. Fast: no sandbox, no notebook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+import segedu.grading.content.mutants as mutants_package
+from segedu.grading import get_exercise
+from segedu.grading.engine.exercise import compare, compute, reference_value
+
+CHAPTERS = sorted(m.name for m in pkgutil.iter_modules(mutants_package.__path__))
+MUTANTS = [mutant for chapter in CHAPTERS for mutant in
+           importlib.import_module(f"{mutants_package.__name__}.{chapter}").MUTANTS]
+
+
+def failed_cases(mutant, first: bool = True) -> list[str]:
+    """The cases (public and hidden) the mutant fails, with what differed; by default only
+    the first one found (enough to lose points, and fast)."""
+    exercise = get_exercise(mutant.exercise_id)
+    failed = []
+    for case in exercise.cases:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            try:
+                got = compute(exercise, mutant.function, case)
+            except Exception as error:  # noqa: BLE001 - a crash loses the case's points
+                failed.append(f"{case.name}: raised {type(error).__name__}")
+                if first:
+                    break
+                continue
+        ok, message = compare(exercise, got, reference_value(exercise, case), hidden=case.hidden)
+        if not ok:
+            failed.append(f"{case.name}: {message}")
+        if failed and first:
+            break
+    return failed
+
+
+def test_every_chapter_with_exercises_has_mutants():
+    chapters = {ex_id.split(".")[0] for ex_id in (m.exercise_id for m in MUTANTS)}
+    for chapter in ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06"):
+        assert chapter in chapters, f"no mutants for {chapter}"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[f"{m.exercise_id}:{m.mistake}" for m in MUTANTS])
+def test_mutant_loses_points(mutant):
+    assert failed_cases(mutant), (
+        f"{mutant.exercise_id}: the wrong answer '{mutant.mistake}' passes every case, hidden "
+        "ones included; add a case that catches it")
+
+
+def test_bilinear_kernel_names_every_failure_of_a_case():
+    exercise = get_exercise("ch01.bilinear_kernel")
+    mutant = next(m for m in MUTANTS if m.mistake == "float64 and every pair filled")
+    case = exercise.case("k=4, 2 -> 3 channels (zeros off the diagonal)")
+    ok, message = compare(exercise, compute(exercise, mutant.function, case),
+                          reference_value(exercise, case))
+    assert not ok and "dtype" in message and "off the channel diagonal" in message, message
