@@ -12,8 +12,6 @@ from typing import Any
 
 import torch
 
-import math
-
 from ...core.sizes import adaptive_pool_regions, resnet_feature_size
 from ...pspnet import PyramidPoolingModule, pyramid_pool
 from ...train import segmentation_loss
@@ -215,8 +213,9 @@ def _psp_outcome(low: int, high: int, bins: tuple[int, ...],
             side = resnet_feature_size(size, output_stride)
             fits = all(len({e - s for s, e in adaptive_pool_regions(side, b)}) == 1 and
                        adaptive_pool_regions(side, b)[-1][1] == side and
-                       all(e == s2 for (_, e), (s2, _) in zip(adaptive_pool_regions(side, b),
-                                                              adaptive_pool_regions(side, b)[1:]))
+                       all(e == s2 for (_, e), (s2, _)
+                           in zip(adaptive_pool_regions(side, b),
+                                  adaptive_pool_regions(side, b)[1:], strict=False))
                        for b in bins)
         return {"inside [low, high]": low <= size <= high,
                 "every bin's cells tile the feature map without overlap": fits}

@@ -103,7 +103,7 @@ def _ptm(variant):
 
 def _fuse(variant):
     def fn(score, skips, ups, final):
-        for i, (skip, up) in enumerate(zip(skips, ups)):
+        for i, (skip, up) in enumerate(zip(skips, ups, strict=False)):
             if variant == "upsample the skip":
                 score = F.interpolate(score, size=skip.shape[-2:]) + up(skip)[..., ::2, ::2]
             elif variant == "concatenate":

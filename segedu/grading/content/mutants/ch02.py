@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ....segnet import max_pool_with_indices, max_unpool, upsampling_memory
+from ....segnet import max_pool_with_indices, max_unpool
 from . import Mutant
 
 

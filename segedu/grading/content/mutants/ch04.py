@@ -31,7 +31,7 @@ def _regions(variant):
 def _pyramid(variant):
     def fn(x, bins, stages):
         levels = []
-        for b, stage in zip(bins, stages):
+        for b, stage in zip(bins, stages, strict=False):
             y = stage(F.adaptive_avg_pool2d(x, b) if variant != "max" else
                       F.adaptive_max_pool2d(x, b))
             if variant == "align":

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ....deeplab import ASPP, ASPPConv, ASPPPooling
+from ....deeplab import ASPP, ASPPConv
 from . import Mutant
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -47,7 +46,7 @@ def _fusion(variant):
             finest = 0
         size = paths[finest].shape[-2:]
         total = 0
-        for path, conv, stride in zip(paths, convs, strides):
+        for path, conv, stride in zip(paths, convs, strides, strict=False):
             factor = stride // strides[finest]
             if variant == "upsample first":
                 y = conv(F.interpolate(path, size=size, mode="bilinear", align_corners=False))
