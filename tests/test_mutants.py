@@ -67,3 +67,25 @@ def test_bilinear_kernel_names_every_failure_of_a_case():
     ok, message = compare(exercise, compute(exercise, mutant.function, case),
                           reference_value(exercise, case))
     assert not ok and "dtype" in message and "off the channel diagonal" in message, message
+
+
+def test_the_cases_kill_every_mutant_of_the_model_answers_that_is_not_equivalent(tmp_path):
+    # benchmarks/exercise_mutation.py: operator/number/boolean mutants of each solution's answer
+    # cell, run through the same compute/compare as the grader (a few seconds in all).
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "exercise_mutation.py"
+    spec = importlib.util.spec_from_file_location("exercise_mutation", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "mutation.json"
+    assert bench.main(["--out", str(out)]) == 0
+    import json
+
+    report = json.loads(out.read_text())
+    survivors = {ex: info["survivors"] for rows in report["chapters"].values()
+                 for ex, info in rows["exercises"].items()
+                 if info["survivors"] and not info["open_ended"]}
+    assert not survivors, f"wrong answers that pass every case: {survivors}"
+    assert all(rows["killed"] >= 15 for rows in report["chapters"].values())

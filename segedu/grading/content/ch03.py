@@ -180,6 +180,9 @@ WEIGHT_MAP = Exercise(
              points=2),
         Case("one cell (no border term)", _instances((5, 15, 5, 15))),
         Case("no cell at all", _instances(size=(8, 9))),
+        Case("every pixel a cell (no background to balance)", _instances((0, 8, 0, 9), size=(8, 9)),
+             hidden=True),
+        Case("a single one-pixel cell", _instances((3, 4, 3, 4), size=(6, 7)), hidden=True),
         Case("a TouchingCells sample", _cells_sample(0), points=2),
         Case("w0 = 5, sigma = 3", _instances((4, 20, 2, 10), (4, 20, 12, 20), w0=5.0,
                                              sigma=3.0)),
@@ -268,6 +271,10 @@ VALID_SIZES = Exercise(
         Case("50 to 100, depth 2", const(50, 100, 2)),
         Case("10 to 12, depth 4 (none)", const(10, 12, 4)),
         Case("900 to 1000, depth 5", const(900, 1000, 5), hidden=True),
+        Case("1 to 60, depth 1 (maps that shrink to a pixel or nothing)", const(1, 60, 1),
+             hidden=True),
+        Case("180 to 187, depth 4 (none: 188 is just past the end)", const(180, 187, 4),
+             hidden=True),
     ],
 )
 
