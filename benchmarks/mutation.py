@@ -55,6 +55,8 @@ EQUIVALENT: dict[str, str] = {
         "x.shape[+2:] for x.shape[-2:]: x has exactly 4 dimensions there (checked above).",
     "segedu.core.validation.x_check_logits_and_target__mutmut_13":
         "pred.shape[+2:] for pred.shape[-2:]: inside `if pred.dim() == 4`, the same slice.",
+    "segedu.core.sizes.x_effective_kernel_size__mutmut_11":
+        "the stride passed to the argument check is a constant: 1 and 2 both pass it.",
 }
 
 # --------------------------------------------------------------------------------------------

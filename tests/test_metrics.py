@@ -451,3 +451,8 @@ def test_merging_matrices_with_another_ignore_index_raises() -> None:
     with pytest.raises(ValueError, match="ignore_index=None into one with num_classes=3, "
                                          "ignore_index=255"):
         ConfusionMatrix(3).merge(ConfusionMatrix(3, ignore_index=None))
+
+
+def test_the_sum_of_two_matrices_lives_on_their_device() -> None:
+    total = ConfusionMatrix(3, device="meta") + ConfusionMatrix(3, device="meta")
+    assert total.matrix.device.type == "meta" and total.matrix.shape == (3, 3)
