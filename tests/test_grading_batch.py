@@ -125,8 +125,8 @@ print("score: 100 / 100")
 '''
 FORGES_RESULTS = '''
 import json, os, sys, torch
-torch.save({"format": 1, "complete": True, "results": {}, "cell_errors": [], "flags": []},
-           sys.argv[2])
+torch.save({"format": 2, "complete": True, "results": {}, "cell_errors": [], "flags": []},
+           "result.pt")  # the protocol's result file, in the child's folder
 with open("results.json", "w") as f:
     json.dump({"score": 100, "tests": []}, f)
 os._exit(0)

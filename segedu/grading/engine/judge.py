@@ -1,24 +1,24 @@
-"""The grader's parent side: run a submission in a child process, then judge what it returned.
+"""The grader's parent side: run a submission in a sandboxed child, then judge what it returned.
 
-:func:`grade_notebook` takes three steps:
+A :class:`Grader` prepares a grading run once, before any submission runs: the instructor's
+test files are loaded into the run's registry, every case's inputs drawn (under its case
+seed, derived from the grading seed) and encoded, the reference values computed, the stubbed
+package built (:mod:`~segedu.grading.engine.stubs`), the isolation level chosen. Then
+:meth:`Grader.grade` takes three steps per notebook:
 
-1. **run** (:func:`run_child`) — start ``python -m segedu.grading.engine.child`` on the
-   notebook in a temporary folder, with a time limit (and a memory limit), and read back
-   what it left (:mod:`~segedu.grading.engine.protocol`): the values the student's functions
-   returned — plain data only, never objects —, the case it was running, what it refused;
+1. **run** (:meth:`Grader.run`) — the notebook's bytes (read once, never through a link),
+   the request and the inputs go into a fresh sandbox (:mod:`~segedu.grading.engine.launch`);
+   what the child left comes back as size-capped regular files, validated
+   (:mod:`~segedu.grading.engine.protocol`): the values the student's functions returned —
+   plain data only, never objects —, the case it was running, what it refused;
 2. **classify** (:func:`classify`) — say how the run ended (``ok``, ``timeout``, ``crashed``,
    ...) from a table of rules, and what a case without a result is told;
-3. **judge** (:func:`judge_exercise`) — compute the reference values *here* and compare.
+3. **judge** (:func:`judge_exercise`) — compare with the reference values computed *here*.
 
-The submission's process never sees the comparison, so nothing it does there (patching
-``assert_close``, printing a score, exiting early, writing a results file) can raise its
-score. The child also confines the submission (:mod:`~segedu.grading.engine.confine`): it
-cannot read the course's ``solutions/``, the instructor's test files or the other submissions
-being graded, write outside its temporary working directory or start processes, and a case in
-which the exercise's reference implementation ran earns nothing.
-
-The exercises of a run come from its own registry (:func:`~.registry.run_registry`): the
-package's chapters plus the instructor's test files, which nothing outside the run sees.
+The submission's process never sees the comparison, the grading seed, the instructor's test
+files or the reference implementations, so nothing it does (patching ``assert_close``,
+printing a score, exiting early, writing a results file, taking its own process over) can
+raise its score.
 """
 
 from __future__ import annotations
@@ -433,5 +433,7 @@ def grade_notebook(
 def check_notebook(path: str | os.PathLike, *, timeout: float = 120,
                    **kwargs: Any) -> GradeReport:
     """Check a notebook against the public cases only (``segedu check``); print
-    ``report.format()`` to show it. Same keyword arguments as :func:`grade_notebook`."""
+    ``report.format()`` to show it. Same keyword arguments as :func:`grade_notebook`; a
+    student checking their own notebook needs no isolation, so none is required."""
+    kwargs.setdefault("allow_unisolated", True)
     return grade_notebook(path, timeout=timeout, public_only=True, **kwargs)
