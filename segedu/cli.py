@@ -136,7 +136,9 @@ def _check(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from .grading.engine.batch import find_submissions, grade_submissions
-    from .grading.engine.reports import summary_line, write_json
+    from .grading.engine.isolation import IsolationUnavailable
+    from .grading.engine.judge import Grader
+    from .grading.engine.reports import check_output_path, summary_line, write_json, write_text
 
     seed, tests = args.seed, list(args.tests)
     if args.bundle:
@@ -157,6 +159,17 @@ def _grade(args: argparse.Namespace) -> int:
     if args.gradescope and not single:
         raise ValueError("--gradescope writes one submission's results.json; "
                          f"got {len(submissions)} notebooks (use --json or --csv for a batch).")
+    outputs = [p for p in (args.json, args.csv, args.markdown, args.gradescope) if p]
+    for path in outputs:  # before any grading: a FIFO or a link there is refused now
+        check_output_path(path)
+    try:
+        grader = Grader(extra_exercises=tests, seed=seed or 0, timeout=args.timeout,
+                        case_timeout=args.case_timeout, memory_limit_mb=args.memory or None,
+                        allow_unisolated=args.allow_unisolated,
+                        protect=[s.path for s in submissions])
+    except IsolationUnavailable as error:
+        raise ValueError(f"{error} (segedu grade --allow-unisolated)") from None
+    print(grader.isolation, flush=True)
 
     def on_graded(submission, report) -> None:
         if single or args.verbose:
@@ -167,17 +180,16 @@ def _grade(args: argparse.Namespace) -> int:
             print(summary_line(submission, report), flush=True)
 
     book = grade_submissions(
-        submissions, on_graded=on_graded, chapter=args.chapter, timeout=args.timeout,
-        case_timeout=args.case_timeout, memory_limit_mb=args.memory or None,
-        extra_exercises=tests, seed=seed or 0, jobs=args.jobs)
+        submissions, on_graded=on_graded, chapter=args.chapter, grader=grader,
+        timeout=args.timeout, case_timeout=args.case_timeout,
+        memory_limit_mb=args.memory or None, extra_exercises=tests, jobs=args.jobs)
     first = book.rows[0][1]
     if args.json:
         write_json(args.json, book.to_json())
     if args.csv:
-        Path(args.csv).write_text(book.to_csv(), encoding="utf-8")
+        write_text(args.csv, book.to_csv())
     if args.markdown:
-        Path(args.markdown).write_text(first.to_markdown() if single else book.to_markdown(),
-                                       encoding="utf-8")
+        write_text(args.markdown, first.to_markdown() if single else book.to_markdown())
     if args.gradescope:
         write_json(args.gradescope, first.to_gradescope())
     not_graded = [s.student for s, r in book.rows if r.status.startswith("not graded")]
@@ -235,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = sub.add_parser(
         "grade", help="grade notebooks or folders of them; prints 'score: X / Y' or a row each",
-        description="Grade submissions, each in its own process with a time and memory limit. "
+        description="Grade submissions, each in an operating-system sandbox (bubblewrap, else "
+                    "a separate user; the level is printed) with time, memory, process and "
+                    "disk limits. "
                     "A folder is searched for notebooks; its first level names the students "
                     "(submissions/alice.ipynb or submissions/alice/01_fcn.ipynb). Exits 1 if "
                     "a submission could not be graded at all. See docs/instructor.md.")
@@ -268,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--gradescope", default=None,
                        help="write Gradescope's results.json for one submission here")
     grade.add_argument("--markdown", default=None, help="write a Markdown report here")
+    grade.add_argument("--allow-unisolated", action="store_true",
+                       help="grade even where neither bubblewrap nor a separate user can "
+                            "isolate the submissions: they then run with your own rights "
+                            "(see docs/instructor.md)")
     grade.add_argument("--verbose", action="store_true",
                        help="with several submissions, print each one's full report")
     grade.set_defaults(func=_grade)

@@ -125,8 +125,8 @@ print("score: 100 / 100")
 '''
 FORGES_RESULTS = '''
 import json, os, sys, torch
-torch.save({"format": 1, "complete": True, "results": {}, "cell_errors": [], "flags": []},
-           sys.argv[2])
+torch.save({"format": 2, "complete": True, "results": {}, "cell_errors": [], "flags": []},
+           "result.pt")  # the protocol's result file, in the child's folder
 with open("results.json", "w") as f:
     json.dump({"score": 100, "tests": []}, f)
 os._exit(0)
@@ -263,14 +263,15 @@ def test_a_folder_of_twenty_mixed_submissions_grades_in_one_command(tmp_path, ca
 
     assert rows["judy"]["status"] == "exited early (exit code 0)"
     assert rows["grace"]["status"] == "unreadable notebook"
-    assert "refused: opening" in rows["trent"]["flags"]
+    data = json.loads(book_json.read_text())
+    by_student = {s["student"]: s for s in data["submissions"]}
+    # solutions/ is not in the sandbox at all (no refusal needed: nothing to open)
+    assert any("FileNotFoundError" in e for e in by_student["trent"]["cell_errors"])
     assert "segedu.fcn.bilinear_kernel" in rows["sybil"]["flags"]
     assert "results.json" in rows["peggy"]["flags"]
     assert rows["peggy"]["status"] == "incomplete result file"
     assert not rows["alice"]["flags"] and rows["alice"]["status"] == "ok"
 
-    data = json.loads(book_json.read_text())
-    by_student = {s["student"]: s for s in data["submissions"]}
     mallory = {c["name"]: c["message"] for e in by_student["mallory"]["exercises"]
                for c in e["cases"] if e["id"] == "ch01.bilinear_kernel"}
     assert all("timed out after 1 s" in m for m in mallory.values())

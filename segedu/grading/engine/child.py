@@ -1,20 +1,24 @@
 """The grader's child process: run a student's notebook and record what its functions return.
 
-Usage: ``python -m segedu.grading.engine.child NOTEBOOK RESULT_PATH [options]``, the command
-line a :class:`~segedu.grading.engine.protocol.ChildRequest` writes.
+Usage: ``python -m segedu.grading.engine.child``, in a folder holding the files the parent
+put there (:mod:`~segedu.grading.engine.protocol`): the request, the case inputs, the notebook.
+It runs inside the sandbox (:mod:`~segedu.grading.engine.isolation`), importing a segedu whose
+graded references are stubs (:mod:`~segedu.grading.engine.stubs`).
 
 The child only *computes*; the parent (:mod:`~segedu.grading.engine.judge`) judges. The child
 
-1. loads the instructor's exercise files into this run's registry and looks up the
-   chapter's exercises, limits its memory, and confines itself
-   (:class:`~segedu.grading.engine.confine.Confinement`: no reading the ``--protect`` paths,
-   no writing outside RESULT_PATH's folder, no processes); then
+1. reads the request and the inputs, builds the exercises it is asked for from them (the
+   summaries are the package's own; it never sees the instructor's test files or the
+   grading seed), limits its memory, and confines itself
+   (:class:`~segedu.grading.engine.confine.Confinement`, a second layer inside the
+   sandbox: no reading the ``protect`` paths, no writing outside its folder, no processes);
 2. executes the notebook's setup and answer cells (see :mod:`~segedu.grading.engine.notebook`) in
    order, in one fresh namespace, with the students' printed output discarded; a cell that
    raises is recorded and the next cell runs;
-3. for every exercise (the ids passed with ``--expect``, else those of the answer cells)
-   and every case, seeds ``torch``, ``random`` (and NumPy) with ``--seed``, calls
-   :func:`~segedu.grading.engine.exercise.compute` on the student's function and records the
+3. for every exercise of the request and every case, seeds ``torch``, ``random`` (and
+   NumPy) and the draws of the case's summary with the case seed, calls
+   :func:`~segedu.grading.engine.exercise.compute` on the student's function with the
+   inputs the parent sent and records the
    plain-data value, or the exception (type and message, 300 characters at most), or that the
    function is not defined. A case during which the exercise's reference implementation ran
    (:class:`~segedu.grading.engine.confine.ReferenceMonitor`) is recorded as failed;
@@ -30,6 +34,7 @@ submission that takes the process over; they explain a score, they never raise o
 from __future__ import annotations
 
 import builtins
+import importlib
 import io
 import random
 import re
@@ -42,10 +47,11 @@ from typing import Any
 import torch
 
 from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
-from .exercise import Exercise, compute, set_input_seed
+from .exercise import Case, Exercise, compute, set_input_seed
 from .notebook import graded_cells, load_notebook
 from .protocol import ChildFiles, ChildRequest, ChildResult
-from .registry import ExerciseRegistry, run_registry
+from .registry import package_registry
+from . import stubs
 
 MAX_ERROR_CHARS = 300
 
@@ -162,15 +168,17 @@ class Runner:
     """Runs one notebook for a :class:`ChildRequest`: :meth:`prepare` (before confinement),
     then :meth:`run`."""
 
-    def __init__(self, request: ChildRequest, files: ChildFiles, registry: ExerciseRegistry,
+    def __init__(self, request: ChildRequest, files: ChildFiles, notebook: Path,
+                 exercises: list[Exercise], seeds: dict[tuple[str, str], int],
                  confinement: Confinement | None = None) -> None:
         self.request = request
         self.files = files
-        self.registry = registry
+        self.notebook = notebook
         self.confinement = confinement
         self.monitor = ReferenceMonitor()
         self.cells: list = []
-        self.exercises: list[Exercise] = []
+        self.exercises = exercises
+        self.seeds = seeds  # (exercise id, case name) -> case seed
         self.result = ChildResult()
 
     def flag(self, message: str) -> None:
@@ -184,21 +192,13 @@ class Runner:
         self.files.save(self.result)
 
     def prepare(self) -> bool:
-        """Read the notebook and look up the exercises (and so import their chapter
-        modules) before any of the submission's code runs; False if the notebook is
+        """Read the notebook before any of the submission's code runs; False if it is
         unreadable."""
         try:
-            self.cells = graded_cells(load_notebook(self.request.notebook))
+            self.cells = graded_cells(load_notebook(self.notebook))
         except Exception as error:
             self.result.notebook_error = describe_error(error)
             return False
-        ids = list(self.request.expect) or list(dict.fromkeys(c.exercise_id for c in self.cells
-                                                              if c.exercise_id))
-        for exercise_id in ids:
-            try:
-                self.exercises.append(self.registry.get(exercise_id))
-            except ValueError:
-                continue
         return True
 
     def run(self) -> None:
@@ -211,10 +211,11 @@ class Runner:
             "__builtins__": builtins,
             "display": lambda *args, **kwargs: None,
         }
+        _share(namespace)
         references = {ex.id: reference_code_keys(ex.reference) for ex in self.exercises}
         trusted = {ex.id: trusted_files(ex) for ex in self.exercises}
         all_keys = set().union(*references.values()) if references else set()
-        _seed(self.request.seed)
+        _seed(0)  # the cells run under a fixed, public seed
         for cell in self.cells:
             hits: list[str] = []
             try:
@@ -256,7 +257,7 @@ class Runner:
                      reference_keys: set | None = None,
                      trusted: frozenset[str] = frozenset()) -> dict:
         results = {}
-        cases = exercise.public_cases() if self.request.public_only else exercise.cases
+        cases = exercise.cases  # the request lists only the cases to run
         fn = namespace.get(exercise.function)
         missing = None
         if fn is None:
@@ -268,7 +269,7 @@ class Runner:
                 results[case.name] = {"ok_run": False, "value": None, "error": missing}
                 continue
             self.files.mark_current(exercise.id, case.name)
-            _seed(self.request.seed)
+            _seed(self.seeds.get((exercise.id, case.name), 0))
             hits: list[str] = []
 
             def around(hits=hits):
@@ -290,6 +291,12 @@ class Runner:
         return results
 
 
+def _share(namespace: dict) -> None:
+    """Let the package's stubbed references find the submission's own functions
+    (:func:`~segedu.grading.engine.stubs.own_answer`): the same dict, so later cells count."""
+    stubs.answers = namespace
+
+
 def _reference_message(hits: list[str]) -> str:
     if ReferenceMonitor.REMOVED in hits:
         return "the grader's call monitor (sys.settrace) was removed while this case ran"
@@ -297,21 +304,56 @@ def _reference_message(hits: list[str]) -> str:
             "submission's own code earns points")
 
 
-def main(argv: list[str] | None = None) -> int:
-    request, files = ChildRequest.parse(argv)
-    registry = run_registry(request.exercise_files)
+def _import(module: str, qualname: str) -> Any:
+    value: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _summary(ref: Any) -> Callable[[Any], Any] | None:
+    """The summary a request names (see :class:`ChildRequest`): the package's own."""
+    if ref is None:
+        return None
+    kind, *where = ref
+    if kind == "function":
+        return _import(*where)
+    exercise = package_registry.get(where[0])
+    return exercise.summary if kind == "exercise" else exercise.case(where[1]).summary
+
+
+def build_exercises(request: ChildRequest, inputs: dict[str, dict[str, tuple]],
+                    ) -> tuple[list[Exercise], dict[tuple[str, str], int]]:
+    """The exercises of the request, each case's ``make_inputs`` returning what the parent
+    sent; and the case seeds."""
+    exercises, seeds = [], {}
+    for spec in request.exercises:
+        reference = _import(*spec["reference"].split(":")) if spec.get("reference") else None
+        cases = []
+        for case in spec["cases"]:
+            args = inputs[spec["id"]][case["name"]]
+            cases.append(Case(case["name"], lambda args=args: args,
+                              summary=_summary(case.get("summary"))))
+            seeds[(spec["id"], case["name"])] = int(case["seed"])
+        if cases:
+            exercises.append(Exercise(spec["id"], spec["function"], reference, cases, hint=""))
+    return exercises, seeds
+
+
+def main() -> int:
+    files = ChildFiles(".")
+    request, inputs, notebook = files.read_request()
+    exercises, seeds = build_exercises(request, inputs)
     confinement = None
     if request.confine:
-        confinement = Confinement(files.workdir.resolve(),
-                                  [*request.protect, *request.exercise_files],
+        confinement = Confinement(files.workdir.resolve(), request.protect,
                                   log_path=files.refused.resolve())
-    runner = Runner(request, files, registry, confinement)
-    with registry.active():  # the submission's lookups see this run's exercises too
-        runner.prepare()
-        _limit_resources(request.memory_mb)
-        if confinement is not None:
-            confinement.install()
-        runner.run()
+    runner = Runner(request, files, notebook, exercises, seeds, confinement)
+    runner.prepare()
+    _limit_resources(request.memory_mb)
+    if confinement is not None:
+        confinement.install()
+    runner.run()
     return 0
 
 

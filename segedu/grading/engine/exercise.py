@@ -18,6 +18,8 @@ Which exercises exist is the business of :mod:`~segedu.grading.engine.registry`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import numbers
 import re
@@ -40,6 +42,8 @@ __all__ = [
     "seeded_randn",
     "set_input_seed",
     "input_seed",
+    "case_seed",
+    "case_inputs",
 ]
 
 
@@ -196,6 +200,26 @@ def input_seed(seed: int) -> Iterator[None]:
         _input_seed.reset(token)
 
 
+def case_seed(grading_seed: int, exercise_id: str, case_name: str) -> int:
+    """The seed one case is graded under: 0 under grading seed 0 (the inputs in the
+    source), else a number derived from the grading seed, the exercise and the case, from
+    which the grading seed cannot be recovered. The grader's child gets case seeds, never the
+    grading seed: a case's inputs and the draws of its summary come from it, and torch,
+    ``random`` and NumPy are seeded with it before the case runs."""
+    if _checked_seed(grading_seed) == 0:
+        return 0
+    digest = hashlib.sha256(f"{grading_seed}\0{exercise_id}\0{case_name}".encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % (2**32 - 1)  # NumPy takes < 2**32
+
+
+def case_inputs(case: Case, seed: int) -> tuple:
+    """The case's arguments under the case seed ``seed``, with no side effect on the global
+    random generator (what the grader sends to its child)."""
+    with torch.random.fork_rng(devices=[]), input_seed(seed):
+        torch.manual_seed(seed)
+        return tuple(case.make_inputs())
+
+
 # --------------------------------------------------------------------------- computing
 
 
@@ -250,8 +274,9 @@ _reference_cache: dict[tuple[str, str, int], tuple[Exercise, Any]] = {}
 
 def reference_value(exercise: Exercise, case: Case, seed: int = 0) -> Any:
     """The reference implementation's value for ``case`` under the grading ``seed``,
-    computed in this process and seeded like the grader's child (the global generator and
-    the case inputs), without side effects on either; cached per exercise object.
+    computed in this process and seeded like the grader's child: the inputs drawn under the
+    case seed (:func:`case_seed`), then the global generators seeded with it; without side
+    effects on either; cached per exercise object.
 
     Raises:
         RuntimeError: the reference failed (a bug in segedu, not in a submission).
@@ -259,10 +284,13 @@ def reference_value(exercise: Exercise, case: Case, seed: int = 0) -> Any:
     key = (exercise.id, case.name, seed)
     cached = _reference_cache.get(key)
     if cached is None or cached[0] is not exercise:
+        seed_here = case_seed(seed, exercise.id, case.name)
         try:
-            with torch.random.fork_rng(devices=[]), input_seed(seed):
-                torch.manual_seed(seed)
-                value = compute(exercise, exercise.reference, case)
+            inputs = case_inputs(case, seed_here)  # as the child receives them
+            sent = dataclasses.replace(case, make_inputs=lambda: inputs)
+            with torch.random.fork_rng(devices=[]), input_seed(seed_here):
+                torch.manual_seed(seed_here)  # as the child seeds before the case
+                value = compute(exercise, exercise.reference, sent)
         except Exception as error:
             raise RuntimeError(
                 f"the reference implementation of {exercise.id} failed on case "

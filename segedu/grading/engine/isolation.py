@@ -227,22 +227,19 @@ def _rlimits(limits: Limits, nproc_base: int) -> list[tuple[int, int, int]]:
     return pairs
 
 
-def _preexec(rlimits: list[tuple[int, int, int]]):
-    """The function run in the child between fork and exec (after the uid change): limits,
-    a restrictive umask, and SIGKILL when the grader dies (``PR_SET_PDEATHSIG``)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    prctl = libc.prctl
+_SANDBOX_EXEC = str(Path(__file__).with_name("sandbox_exec.py"))
 
-    def preexec() -> None:
-        os.umask(0o077)
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        for which, soft, hard in rlimits:
-            _, old_hard = resource.getrlimit(which)
-            if old_hard != resource.RLIM_INFINITY:
-                soft, hard = min(soft, old_hard), min(hard, old_hard)
-            resource.setrlimit(which, (soft, hard))
 
-    return preexec
+def _via_launcher(argv: Sequence[str], rlimits: list[tuple[int, int, int]], *,
+                  uid: int | None = None, mounts: Sequence[tuple[str, str]] = (),
+                  status_fd: int | None = None) -> list[str]:
+    """``argv`` run through :mod:`~segedu.grading.engine.sandbox_exec`, which stages
+    ``mounts``, becomes ``uid``, sets a restrictive umask, ``PR_SET_PDEATHSIG`` and the
+    limits, then executes ``argv`` (no ``preexec_fn``: grading threads may call us at once)."""
+    config = {"mounts": [list(m) for m in mounts], "uid": uid, "umask": 0o077,
+              "rlimits": [list(r) for r in rlimits], "argv": list(argv),
+              "status_fd": status_fd}
+    return [sys.executable, "-I", "-S", _SANDBOX_EXEC, json.dumps(config)]
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -274,6 +271,49 @@ def _pick_uid() -> int:
             pass
         if not _processes_of(uid):
             return uid
+
+
+@functools.cache
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``):
+    a sandbox's init, or a daemon of the ``user`` level, whose parent exits is re-parented
+    here rather than to the container's PID 1, which may never reap it; :func:`_reap` then
+    collects them. True when the kernel accepted it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap(pids: Iterable[int] = (), uid: int | None = None, wait: float = 1.0) -> None:
+    """Reap the run's orphans re-parented to this process: the given ``pids`` (waited for up
+    to ``wait`` seconds each) and the zombie children owned by ``uid``. Never ``waitpid(-1)``:
+    that could take the exit status of another thread's subprocess."""
+    me = os.getpid()
+    targets = set(pids)
+    if uid is not None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rpartition(b")")[2].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == me:
+                targets.add(int(entry))
+    for pid in targets:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:  # not (yet) ours: gone, or still being re-parented
+                if not os.path.exists(f"/proc/{pid}"):
+                    break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
 
 
 def _kill_uid(uid: int) -> None:
@@ -513,6 +553,7 @@ def run_isolated(
     if not argv:
         raise ValueError("argv is empty")
     runner = {"bubblewrap": _run_bwrap, "user": _run_user, "none": _run_none}[isolation.level]
+    _become_subreaper()
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segedu-isolated-", dir=tmp_root) as private:
         os.chmod(private, 0o711)  # the child (another uid) may enter, not list
@@ -588,37 +629,6 @@ def _bwrap_binds(ro_binds, packages) -> tuple[list[str], list[tuple[str, str]], 
     return layout, binds, pythonpath
 
 
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                           ctypes.c_void_p]
-    return libc
-
-
-def _stage_and_drop(stages: list[tuple[str, str]], uid: int, then):
-    """The root path's preexec function: in a mount namespace of bwrap's own, bind every
-    host path at a staging point under the grader's private folder (so a path below a folder
-    the run's uid may not traverse, such as pyenv under ``/root``, can still be bound), then
-    become ``uid`` with no groups, then ``then()`` (limits)."""
-    libc = _libc()
-    encoded = [(os.fsencode(src), os.fsencode(dst)) for src, dst in stages]
-
-    def preexec() -> None:
-        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
-        if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
-            raise OSError(ctypes.get_errno(), "making / private failed")
-        for src, dst in encoded:
-            if libc.mount(src, dst, None, 0x1000 | 0x4000, None) != 0:  # MS_BIND | MS_REC
-                raise OSError(ctypes.get_errno(), f"staging {src!r} failed")
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        then()
-
-    return preexec
-
-
 def _as_user(uid: int | None, fn) -> None:
     """Call ``fn()`` here (``uid`` None) or in a forked helper running as ``uid``."""
     if uid is None:
@@ -645,7 +655,8 @@ def _run_bwrap(argv, isolation, limits, inputs, ro_binds, packages, env, private
     nproc_base = 0 if uid is not None else len(_processes_of(os.getuid()))
     token = f".segedu-ready-{random.SystemRandom().getrandbits(64):016x}"
     layout, binds, pythonpath = _bwrap_binds(ro_binds, packages)
-    limit = _preexec(_rlimits(limits, nproc_base))
+    rlimits = _rlimits(limits, nproc_base)
+    stages: list[tuple[str, str]] = []
     if uid is not None:
         staging = os.path.join(private, "mnt")
         os.mkdir(staging, 0o711)
@@ -658,9 +669,6 @@ def _run_bwrap(argv, isolation, limits, inputs, ro_binds, packages, env, private
                 open(point, "xb").close()
             stages.append((host, point))
             binds[i] = (point, dest)
-        preexec = _stage_and_drop(stages, uid, limit)
-    else:
-        preexec = limit
     cmd = [isolation.bwrap or "bwrap", *_bwrap_flags(), *layout]
     for host, dest in binds:
         cmd += ["--ro-bind", host, dest]
@@ -676,12 +684,13 @@ def _run_bwrap(argv, isolation, limits, inputs, ro_binds, packages, env, private
     block_r, block_w = os.pipe()
     cmd[1:1] = ["--info-fd", str(info_w), "--block-fd", str(block_r)]
     cmd += ["--", *argv]
-    work_fd = init_pidfd = None
+    work_fd = init_pidfd = init_pid = None
     proc = None
     try:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=dict(BASE_ENV),
-            pass_fds=[info_w, block_r], preexec_fn=preexec, cwd=private)
+            _via_launcher(cmd, rlimits, uid=uid, mounts=stages), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=err, env=dict(BASE_ENV), pass_fds=[info_w, block_r],
+            cwd=private)
         os.close(info_w)
         os.close(block_r)
         info_w = block_r = None
@@ -712,6 +721,8 @@ def _run_bwrap(argv, isolation, limits, inputs, ro_binds, packages, env, private
         if not exited:
             proc.kill()
         code = proc.wait()
+        if init_pid is not None:
+            _reap([init_pid])
         files, rejected = _collect(work_fd, limits) if work_fd is not None else ({}, {})
         if exited and code > 128:  # bwrap reports a signal N as 128 + N
             code = -(code - 128)
@@ -808,20 +819,29 @@ def _run_plain(argv, limits, inputs, packages, env, private, out, err, uid):
     work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _write_inputs(work_fd, inputs, owner=uid)
-        try:
+        status_r, status_w = os.pipe()
+        try:  # the launcher (started with our rights) becomes ``uid``, then executes argv
             proc = subprocess.Popen(
-                argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=child_env, user=uid, group=uid,
-                extra_groups=[] if uid is not None else None,
-                start_new_session=True, preexec_fn=_preexec(limits_here))
-        except PermissionError as error:
-            if uid is None:
-                raise
+                _via_launcher(argv, limits_here, uid=uid, status_fd=status_w), cwd=workdir,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env,
+                pass_fds=[status_w], start_new_session=True)
+            os.close(status_w)
+            status_w = None
+            failed = os.read(status_r, 4096).decode("utf-8", "replace")
+        finally:
+            for fd in (status_r, status_w):
+                if fd is not None:
+                    os.close(fd)
+        if failed:
+            proc.wait()
+            number, _, why = failed.partition(":")
+            if uid is None or int(number) not in (errno.EACCES, errno.EPERM):
+                raise OSError(int(number), why, argv[0])
             raise IsolationUnavailable(
-                f"the run's user (uid {uid}) cannot start {argv[0]!r} ({error.strerror}): at "
+                f"the run's user (uid {uid}) cannot start {argv[0]!r} ({why}): at "
                 "the 'user' level the interpreter and its packages must be readable by other "
                 "users (not under /root, as pyenv installs it). Install bubblewrap, which "
-                "binds them without that, or install Python system-wide.") from None
+                "binds them without that, or install Python system-wide.")
         exited = _wait(proc, limits.wall_seconds)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -830,6 +850,7 @@ def _run_plain(argv, limits, inputs, packages, env, private, out, err, uid):
         code = proc.wait()
         if uid is not None:
             _kill_uid(uid)
+            _reap(uid=uid)
         files, rejected = _collect(work_fd, limits)
         files = {k: v for k, v in files.items() if not k.startswith(".tmp/")}
         rejected = {k: v for k, v in rejected.items() if not k.startswith(".tmp/")}

@@ -1,46 +1,56 @@
-"""The grader's parent side: run a submission in a child process, then judge what it returned.
+"""The grader's parent side: run a submission in a sandboxed child, then judge what it returned.
 
-:func:`grade_notebook` takes three steps:
+A :class:`Grader` prepares a grading run once, before any submission runs: the instructor's
+test files are loaded into the run's registry, every case's inputs drawn (under its case
+seed, derived from the grading seed) and encoded, the reference values computed, the stubbed
+package built (:mod:`~segedu.grading.engine.stubs`), the isolation level chosen. Then
+:meth:`Grader.grade` takes three steps per notebook:
 
-1. **run** (:func:`run_child`) — start ``python -m segedu.grading.engine.child`` on the
-   notebook in a temporary folder, with a time limit (and a memory limit), and read back
-   what it left (:mod:`~segedu.grading.engine.protocol`): the values the student's functions
-   returned — plain data only, never objects —, the case it was running, what it refused;
+1. **run** (:meth:`Grader.run`) — the notebook's bytes (read once, never through a link),
+   the request and the inputs go into a fresh sandbox (:mod:`~segedu.grading.engine.launch`);
+   what the child left comes back as size-capped regular files, validated
+   (:mod:`~segedu.grading.engine.protocol`): the values the student's functions returned —
+   plain data only, never objects —, the case it was running, what it refused;
 2. **classify** (:func:`classify`) — say how the run ended (``ok``, ``timeout``, ``crashed``,
    ...) from a table of rules, and what a case without a result is told;
-3. **judge** (:func:`judge_exercise`) — compute the reference values *here* and compare.
+3. **judge** (:func:`judge_exercise`) — compare with the reference values computed *here*.
 
-The submission's process never sees the comparison, so nothing it does there (patching
-``assert_close``, printing a score, exiting early, writing a results file) can raise its
-score. The child also confines the submission (:mod:`~segedu.grading.engine.confine`): it
-cannot read the course's ``solutions/``, the instructor's test files or the other submissions
-being graded, write outside its temporary working directory or start processes, and a case in
-which the exercise's reference implementation ran earns nothing.
-
-The exercises of a run come from its own registry (:func:`~.registry.run_registry`): the
-package's chapters plus the instructor's test files, which nothing outside the run sees.
+The submission's process never sees the comparison, the grading seed, the instructor's test
+files or the reference implementations, so nothing it does (patching ``assert_close``,
+printing a score, exiting early, writing a results file, taking its own process over) can
+raise its score.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
-import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .exercise import Case, Exercise, compare, reference_value
-from .launch import launch, protected_paths
-from .notebook import chapter_of, exercise_ids, load_notebook
-from .protocol import ChildFiles, ChildRequest, ChildResult
-from .registry import run_registry
-from .reports import CaseResult, ExerciseResult, GradeReport, format_points, one_line
+import torch
 
-__all__ = ["ChildRun", "Outcome", "run_child", "classify", "judge_case", "judge_exercise",
-           "grade_notebook", "check_notebook"]
+from .exercise import Case, Exercise, case_inputs, case_seed, compare, reference_value
+from .isolation import Isolation, detect_isolation, read_child_file
+from .launch import launch, protected_paths
+from .notebook import chapter_of, exercise_ids
+from .protocol import INPUTS, NOTEBOOK, REQUEST, ChildOutput, ChildRequest, ChildResult, \
+    encode_inputs
+from .registry import ExerciseRegistry, package_registry, run_registry
+from .reports import CaseResult, ExerciseResult, GradeReport, format_points, one_line
+from .stubs import reference_target, stubbed_package
+
+__all__ = ["ChildRun", "Outcome", "Grader", "classify", "judge_case", "judge_exercise",
+           "grade_notebook", "check_notebook", "read_submission", "MAX_NOTEBOOK_BYTES"]
+
+#: The largest notebook graded (a notebook of code is a few hundred kB at most).
+MAX_NOTEBOOK_BYTES = 20 << 20
 
 
 # --------------------------------------------------------------------------- run
@@ -76,6 +86,16 @@ class ChildRun:
         as the child reports a notebook it cannot read."""
         return cls(0, result=ChildResult(complete=True, notebook_error=error))
 
+    @classmethod
+    def from_output(cls, exit_code: int | None, log: str, timeout: float,
+                    output: ChildOutput) -> ChildRun:
+        try:
+            result, unreadable = output.result(), False
+        except ValueError:
+            result, unreadable = None, True
+        return cls(exit_code, log, timeout, result, unreadable, output.running(),
+                   output.refusals(), output.strays())
+
     def flags(self) -> list[str]:
         """The child's flags, then the refusals, then the files it wrote (each once)."""
         flags = [one_line(f) for f in self.result.flags] if self.result is not None else []
@@ -98,18 +118,9 @@ class ChildRun:
         return lines
 
 
-def run_child(request: ChildRequest, timeout: float) -> ChildRun:
-    """Run the child for ``request`` in a fresh temporary folder, for at most ``timeout``
-    seconds, and read back what it left there."""
-    with tempfile.TemporaryDirectory(prefix="segedu-grade-") as workdir:
-        files = ChildFiles.in_folder(workdir)
-        code, log = launch(request.command(files), files, timeout)
-        try:
-            result, unreadable = files.read(), False
-        except ValueError:
-            result, unreadable = None, True
-        return ChildRun(code, log, timeout, result, unreadable, files.running(),
-                        files.refusals(), files.strays())
+def _tail(data: bytes, lines: int = 15, width: int = 200) -> str:
+    text = data[-4096:].decode("utf-8", errors="replace")
+    return "\n".join(line[:width] for line in text.splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------- classify
@@ -217,24 +228,159 @@ def judge_exercise(exercise: Exercise, run: ChildRun, outcome: Outcome, *,
 # --------------------------------------------------------------------------- grade
 
 
-def _chapter(path: Path, chapter: str | None) -> tuple[str, str | None]:
-    """(chapter, why the notebook cannot be read or None) for the notebook at ``path``."""
-    nb, error = None, None
+def read_submission(path: str | os.PathLike, max_bytes: int = MAX_NOTEBOOK_BYTES) -> bytes:
+    """The notebook's bytes, read once: a symbolic link (as ``unzip`` restores them), a FIFO
+    or a device, or a file above ``max_bytes``, is refused with ``ValueError``."""
     try:
-        nb = load_notebook(path)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    chapter = chapter or chapter_of(path)
-    if chapter is None and nb is not None:
-        chapters = sorted({i.split(".", 1)[0] for i in exercise_ids(nb)})
-        if len(chapters) == 1:
-            chapter = chapters[0]
-    if chapter is None:
-        raise ValueError(
-            f"cannot tell the chapter of {str(path)!r}: name it NN_name.ipynb (as in "
-            "exercises/) or pass chapter='chNN'"
-        )
-    return chapter, error
+        return read_child_file(path, max_bytes)
+    except OSError as error:
+        raise ValueError(f"refused {str(path)!r}: {error.strerror or error}") from None
+
+
+def _parse_notebook(data: bytes) -> tuple[dict | None, str | None]:
+    try:
+        nb = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"ValueError: not a notebook (invalid JSON: {error})"
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return None, "ValueError: not a notebook (no list of cells)"
+    return nb, None
+
+
+def _summary_ref(exercise: Exercise, case: Case) -> list[str] | None:
+    """How the child finds the case's summary in its own package (it gets no test file)."""
+    summary = case.summary or exercise.summary
+    if summary is None:
+        return None
+    for known in package_registry.exercises_for(exercise.chapter):
+        if known.summary is summary:
+            return ["exercise", known.id]
+        for other in known.cases:
+            if other.summary is summary:
+                return ["case", known.id, other.name]
+    where = reference_target(summary)
+    if where is not None:
+        return ["function", *where]
+    raise ValueError(
+        f"{exercise.id}, case {case.name!r}: its summary is defined in your test file, which "
+        "the submission's process never receives; use a summary of the segedu package "
+        "(segedu.grading.content.cases, or an exercise's own) or none")
+
+
+class _ChapterPlan(NamedTuple):
+    exercises: list[Exercise]
+    request: bytes
+    inputs: bytes
+
+
+class Grader:
+    """Everything a grading run prepares once, before any submission runs: the instructor's
+    test files loaded (read once; a submission cannot change them for the next one), every
+    case's inputs drawn and encoded, the reference values computed, the stubbed package
+    built, the isolation level chosen, and what the parent needs imported.
+
+    Args:
+        extra_exercises: the instructor's test files or folders (see :func:`grade_notebook`).
+        seed: the grading seed (it never leaves this process).
+        isolation: the isolation level (default: :func:`detect_isolation`, refusing to run
+            without isolation unless ``allow_unisolated``).
+        public_only, timeout, case_timeout, memory_limit_mb: as :func:`grade_notebook`.
+        protect: paths the confinement refuses (levels below bubblewrap see the host).
+    """
+
+    def __init__(self, *, extra_exercises: Sequence[str | os.PathLike] = (), seed: int = 0,
+                 isolation: Isolation | None = None, allow_unisolated: bool = False,
+                 public_only: bool = False, timeout: float = 120,
+                 case_timeout: float | None = 10, memory_limit_mb: int | None = 4096,
+                 protect: Sequence[str | os.PathLike] = ()) -> None:
+        self.registry: ExerciseRegistry = run_registry(extra_exercises)
+        self.seed = int(seed)
+        self.isolation = isolation or detect_isolation(allow_none=allow_unisolated)
+        self.public_only = public_only
+        self.timeout = timeout
+        self.case_timeout = case_timeout
+        self.memory_limit_mb = memory_limit_mb
+        hidden = [*protect, *self.registry.files]
+        self.protect = () if self.isolation.level == "bubblewrap" else tuple(
+            protected_paths(hidden))
+        self.package = stubbed_package(ex.reference for ex in self.registry.all().values())
+        self._plans: dict[str, _ChapterPlan] = {}
+        self._lock = threading.Lock()
+        _warm_up()
+
+    def plan(self, chapter: str) -> _ChapterPlan:
+        """The chapter's exercises, request and inputs (made once)."""
+        with self._lock:
+            if chapter not in self._plans:
+                self._plans[chapter] = self._make_plan(chapter)
+            return self._plans[chapter]
+
+    def _make_plan(self, chapter: str) -> _ChapterPlan:
+        exercises = self.registry.exercises_for(chapter)
+        if not exercises:
+            raise ValueError(f"no exercises are registered for chapter {chapter!r}")
+        specs, inputs = [], {}
+        for ex in exercises:
+            cases = [c for c in ex.cases if not (self.public_only and c.hidden)]
+            seeds = {c.name: case_seed(self.seed, ex.id, c.name) for c in cases}
+            target = reference_target(ex.reference)
+            specs.append({"id": ex.id, "function": ex.function,
+                          "reference": ":".join(target) if target else None,
+                          "cases": [{"name": c.name, "summary": _summary_ref(ex, c),
+                                     "seed": seeds[c.name]} for c in cases]})
+            inputs[ex.id] = {c.name: case_inputs(c, seeds[c.name]) for c in cases}
+            for case in cases:  # computed now, so a broken reference stops the run here
+                reference_value(ex, case, self.seed)
+        request = ChildRequest(tuple(specs), public_only=self.public_only,
+                               case_timeout=self.case_timeout, memory_mb=self.memory_limit_mb,
+                               protect=self.protect)
+        try:
+            encoded = encode_inputs(inputs)
+        except TypeError as error:
+            raise ValueError(f"chapter {chapter}: {error}") from None
+        return _ChapterPlan(exercises, request.to_bytes(), encoded)
+
+    def run(self, plan: _ChapterPlan, notebook: bytes) -> ChildRun:
+        """Run the child on ``notebook`` for the chapter of ``plan``."""
+        done = launch({REQUEST: plan.request, INPUTS: plan.inputs, NOTEBOOK: notebook},
+                      isolation=self.isolation, package=self.package, timeout=self.timeout,
+                      memory_mb=self.memory_limit_mb)
+        log = _tail(done.stderr or done.stdout)
+        return ChildRun.from_output(done.returncode, log, self.timeout,
+                                    ChildOutput(done.files, done.rejected))
+
+    def grade(self, path: str | os.PathLike, chapter: str | None = None) -> GradeReport:
+        """Grade the notebook at ``path`` (see :func:`grade_notebook`)."""
+        start = time.perf_counter()
+        path = Path(path)
+        data = read_submission(path)
+        nb, notebook_error = _parse_notebook(data)
+        chapter = chapter or chapter_of(path)
+        if chapter is None and nb is not None:
+            chapters = sorted({i.split(".", 1)[0] for i in exercise_ids(nb)})
+            if len(chapters) == 1:
+                chapter = chapters[0]
+        if chapter is None:
+            raise ValueError(
+                f"cannot tell the chapter of {str(path)!r}: name it NN_name.ipynb (as in "
+                "exercises/) or pass chapter='chNN'")
+        plan = self.plan(chapter)
+        run = (self.run(plan, data) if notebook_error is None
+               else ChildRun.unreadable_notebook(notebook_error))
+        outcome = classify(run, [ex.id for ex in plan.exercises])
+        results = [judge_exercise(ex, run, outcome, public_only=self.public_only,
+                                  seed=self.seed) for ex in plan.exercises]
+        return GradeReport(str(path), chapter, outcome.status, results, self.public_only,
+                           run.cell_errors(), run.log, run.flags(), time.perf_counter() - start)
+
+
+def _warm_up() -> None:
+    """Import now what reading a child's result needs (``torch.load`` imports parts of torch
+    lazily): nothing is imported after a submission has run."""
+    buffer = io.BytesIO()
+    torch.save({"t": torch.zeros(2), "x": [1, 2.0, "s", None, True, (1,)]}, buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
 
 
 def grade_notebook(
@@ -248,11 +394,13 @@ def grade_notebook(
     extra_exercises: Sequence[str | os.PathLike] = (),
     protect: Sequence[str | os.PathLike] = (),
     seed: int = 0,
+    isolation: Isolation | None = None,
+    allow_unisolated: bool = False,
 ) -> GradeReport:
-    """Grade the notebook at ``path`` in a separate process.
+    """Grade the notebook at ``path`` in a sandboxed process.
 
     Args:
-        path: a filled-in exercise notebook ``NN_name.ipynb``.
+        path: a filled-in exercise notebook ``NN_name.ipynb`` (not a symbolic link).
         timeout: seconds the whole child process may run (starting Python and torch
             takes a few). On timeout the child is killed; cases it had finished still count.
         public_only: grade public cases only (what ``segedu check`` does).
@@ -264,41 +412,28 @@ def grade_notebook(
         chapter: ``"chNN"``; by default taken from the file name ``NN_*.ipynb``.
         extra_exercises: Python files, or folders of them, that register more exercises
             (an instructor's private hidden cases) for this run only; ``register(...,
-            replace=True)`` replaces a package exercise of the same id. The submission
-            cannot open them.
-        protect: more files and folders the submission may not open (the other
-            submissions of a batch). The course's ``solutions/`` always is.
-        seed: torch, ``random`` and NumPy are seeded with it before every case, in the
-            child (the student's code) and here (the reference).
+            replace=True)`` replaces a package exercise of the same id. They are loaded
+            here; the submission's process never receives them.
+        protect: more paths the confinement refuses (where the isolation level shows the
+            child the host's file system).
+        seed: the grading seed; the child receives case seeds derived from it, never it.
+        isolation, allow_unisolated: see :class:`Grader`.
 
     Every exercise of the chapter is expected, whatever the notebook contains: deleting an
-    answer cell scores 0 for it rather than lowering the total.
+    answer cell scores 0 for it rather than lowering the total. A batch should build one
+    :class:`Grader` and call :meth:`Grader.grade` for each notebook.
     """
-    start = time.perf_counter()
-    path = Path(path)
-    registry = run_registry(extra_exercises)
-    chapter, notebook_error = _chapter(path, chapter)
-    exercises = registry.exercises_for(chapter)
-    if not exercises:
-        raise ValueError(f"no exercises are registered for chapter {chapter!r}")
-    if notebook_error is None:
-        request = ChildRequest(
-            str(path.resolve()), expect=tuple(ex.id for ex in exercises),
-            public_only=public_only, case_timeout=case_timeout, memory_mb=memory_limit_mb,
-            exercise_files=registry.files, protect=tuple(protected_paths(protect)),
-            seed=int(seed))
-        run = run_child(request, timeout)
-    else:
-        run = ChildRun.unreadable_notebook(notebook_error)
-    outcome = classify(run, [ex.id for ex in exercises])
-    results = [judge_exercise(ex, run, outcome, public_only=public_only, seed=seed)
-               for ex in exercises]
-    return GradeReport(str(path), chapter, outcome.status, results, public_only,
-                       run.cell_errors(), run.log, run.flags(), time.perf_counter() - start)
+    grader = Grader(extra_exercises=extra_exercises, seed=seed, isolation=isolation,
+                    allow_unisolated=allow_unisolated, public_only=public_only,
+                    timeout=timeout, case_timeout=case_timeout,
+                    memory_limit_mb=memory_limit_mb, protect=protect)
+    return grader.grade(path, chapter)
 
 
 def check_notebook(path: str | os.PathLike, *, timeout: float = 120,
                    **kwargs: Any) -> GradeReport:
     """Check a notebook against the public cases only (``segedu check``); print
-    ``report.format()`` to show it. Same keyword arguments as :func:`grade_notebook`."""
+    ``report.format()`` to show it. Same keyword arguments as :func:`grade_notebook`; a
+    student checking their own notebook needs no isolation, so none is required."""
+    kwargs.setdefault("allow_unisolated", True)
     return grade_notebook(path, timeout=timeout, public_only=True, **kwargs)

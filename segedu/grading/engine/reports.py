@@ -17,12 +17,17 @@ import csv
 import io
 import json
 import os
+import re
+import stat
+import tempfile
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = ["CaseResult", "ExerciseResult", "GradeReport", "Submission", "Gradebook",
-           "format_points", "one_line", "summary_line", "write_json"]
+           "format_points", "one_line", "summary_line", "write_json", "write_text",
+           "check_output_path"]
 
 
 def format_points(x: float) -> str:
@@ -33,10 +38,23 @@ def format_points(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".")
 
 
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
+
+
 def one_line(text: str, limit: int = 300) -> str:
-    """Student-controlled text on one line, so it cannot forge report lines."""
-    text = " ".join(str(text).split())
+    """Student-controlled text on one line, without terminal escapes (ANSI sequences) or
+    other control and formatting characters, so it cannot forge report lines or drive the
+    instructor's terminal."""
+    text = _ESCAPES.sub("", str(text)[: 4 * limit])
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+                   for c in text)
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: str) -> str:
+    """Several lines of student-controlled text, each cleaned by :func:`one_line`."""
+    return "\n".join(one_line(line, 1000) for line in str(text).splitlines())
 
 
 @dataclass
@@ -130,7 +148,7 @@ class GradeReport:
         if self.log and self.status != "ok":
             lines.append("")
             lines.append("output of the submission's process (last lines):")
-            lines.extend(f"  | {line}" for line in self.log.splitlines())
+            lines.extend(f"  | {line}" for line in _printable(self.log).splitlines())
         lines.append("")
         lines.append(f"score: {format_points(self.score)} / {format_points(self.max_score)}")
         return "\n".join(lines)
@@ -245,10 +263,11 @@ class Gradebook:
             points = {ex.id: format_points(ex.score) for ex in report.exercises}
             percent = (f"{100 * report.score / report.max_score:.1f}"
                        if report.max_score else "0.0")
-            writer.writerow([submission.student, str(submission.path), report.chapter,
-                             format_points(report.score), format_points(report.max_score),
-                             percent, report.status, "; ".join(report.flags),
-                             *(points.get(i, "") for i in ids)])
+            writer.writerow([_csv_cell(c) for c in (
+                submission.student, str(submission.path), report.chapter,
+                format_points(report.score), format_points(report.max_score),
+                percent, report.status, "; ".join(report.flags),
+                *(points.get(i, "") for i in ids))])
         return out.getvalue()
 
     def to_json(self) -> dict[str, Any]:
@@ -290,5 +309,52 @@ def _cell(text: str) -> str:
 
 
 
+def _csv_cell(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (``=``, ``+``, ``-``, ``@``, tab or
+    carriage return first get a leading ``'``); numbers stay numbers."""
+    text = one_line(text, 2000)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(text)
+            return text
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` if a report may be written there: it does not exist, or is a regular file
+    (not a link, a FIFO, a device, a folder), in an existing folder. ``ValueError`` else."""
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise ValueError(f"cannot write {str(path)!r}: no folder {str(path.parent)!r}")
+        return path
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"refusing to write {str(path)!r}: it exists and is not a regular "
+                         "file (a link, a FIFO, a device or a folder)")
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a report atomically: a temporary file in the same folder, renamed over
+    ``path`` (which must be a regular file if it exists: :func:`check_output_path`)."""
+    path = check_output_path(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=2) + "\n")
