@@ -57,6 +57,10 @@ EQUIVALENT: dict[str, str] = {
         "pred.shape[+2:] for pred.shape[-2:]: inside `if pred.dim() == 4`, the same slice.",
     "segedu.core.sizes.x_effective_kernel_size__mutmut_11":
         "the stride passed to the argument check is a constant: 1 and 2 both pass it.",
+    "segedu.core.sizes.x_adaptive_pool_regions__mutmut_11":
+        "the dilation passed to the argument check is a constant: 1 and 2 both pass it.",
+    "segedu.core.sizes.x_stack_output_size__mutmut_37":
+        "nn.MaxPool2d/AvgPool2d set stride = kernel_size when given None: never None here.",
 }
 
 # --------------------------------------------------------------------------------------------
