@@ -420,6 +420,8 @@ def test_sampling_profile_of_no_rates_is_one_pixel_and_empty_rates_are_rejected(
     for fn in (dilated_sampling, dilated_coverage):
         with pytest.raises(ValueError, match="at least one dilation rate"):
             fn([])
+    two = dilated_coverage([3], kernel_size=2)  # two taps, 3 apart: one gap of 3
+    assert (two.size, two.reached, two.largest_gap) == (4, 4, 3)
     one = dilated_coverage([3], kernel_size=1)
     assert (one.size, one.reached, one.total, one.largest_gap, one.holes) == (1, 1, 1, 1, False)
 
