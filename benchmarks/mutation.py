@@ -231,7 +231,7 @@ def summarise(name, target, tests, mutants, seconds, sample) -> dict:
         "survivors": [{"name": m["name"], "status": m["status"], "message_only": m["message_only"],
                        "diff": "\n".join(line for line in m["diff"].splitlines()[2:]
                                          if line[:1] in "+-@")}
-                      for m in survivors if m["name"] not in EQUIVALENT],
+                      for m in survivors],  # reapply_equivalent sets the equivalent apart
         "other": {m["name"]: m["status"] for m in mutants
                   if m["status"] not in ("killed", "survived", "timeout", "no tests")},
     }
