@@ -199,7 +199,7 @@ def test_effective_field_of_a_random_relu_network_is_inside_and_much_smaller():
     assert erf.mass_extent(0.9) < row.size / 2  # Luo et al.: concentrated near the centre
 
 
-def _erf(gradient) -> "EffectiveRF":
+def _erf(gradient):
     from segedu.tools.receptive import EffectiveRF
 
     g = torch.as_tensor(gradient, dtype=torch.float32)
@@ -368,7 +368,7 @@ def test_effective_receptive_field_rejects_a_unit_outside_the_map_and_zero_sampl
 
     model = nn.Conv2d(1, 1, 3)
     for unit in [(7, 0), (0, 7), (-1, 0)]:
-        with pytest.raises(ValueError, match=rf"outside the layer's 7x7 output map"):
+        with pytest.raises(ValueError, match=r"outside the layer's 7x7 output map"):
             effective_receptive_field(model, 9, unit=unit)
     with pytest.raises(ValueError, match="samples must be at least 1, got 0"):
         effective_receptive_field(model, 9, samples=0)

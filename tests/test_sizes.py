@@ -3,8 +3,6 @@
 import itertools
 import math
 import random
-import math
-import random
 
 import pytest
 import torch
