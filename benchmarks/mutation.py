@@ -57,6 +57,10 @@ EQUIVALENT: dict[str, str] = {
         "pred.shape[+2:] for pred.shape[-2:]: inside `if pred.dim() == 4`, the same slice.",
     "segedu.core.sizes.x_effective_kernel_size__mutmut_11":
         "the stride passed to the argument check is a constant: 1 and 2 both pass it.",
+    "segedu.core.sizes.x_adaptive_pool_regions__mutmut_11":
+        "the dilation passed to the argument check is a constant: 1 and 2 both pass it.",
+    "segedu.core.sizes.x_stack_output_size__mutmut_37":
+        "nn.MaxPool2d/AvgPool2d set stride = kernel_size when given None: never None here.",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +231,7 @@ def summarise(name, target, tests, mutants, seconds, sample) -> dict:
         "survivors": [{"name": m["name"], "status": m["status"], "message_only": m["message_only"],
                        "diff": "\n".join(line for line in m["diff"].splitlines()[2:]
                                          if line[:1] in "+-@")}
-                      for m in survivors if m["name"] not in EQUIVALENT],
+                      for m in survivors],  # reapply_equivalent sets the equivalent apart
         "other": {m["name"]: m["status"] for m in mutants
                   if m["status"] not in ("killed", "survived", "timeout", "no tests")},
     }

@@ -456,3 +456,9 @@ def test_merging_matrices_with_another_ignore_index_raises() -> None:
 def test_the_sum_of_two_matrices_lives_on_their_device() -> None:
     total = ConfusionMatrix(3, device="meta") + ConfusionMatrix(3, device="meta")
     assert total.matrix.device.type == "meta" and total.matrix.shape == (3, 3)
+
+
+def test_format_report_refuses_per_class_lists_of_different_lengths() -> None:
+    r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
+    with pytest.raises(ValueError):
+        format_report({**r, "acc": r["acc"][:2]})

@@ -72,8 +72,8 @@ def test_check_image_batch_rejects_other_ranks_without_the_unsqueeze_hint(shape)
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
 def test_check_image_batch_rejects_integer_images_and_says_how_to_convert(dtype) -> None:
-    expected = rf"floating-point .*got dtype {dtype}\..*x.float\(\) / 255"
-    with pytest.raises(ValueError, match=expected):
+    message = rf"floating-point .*got dtype {dtype}\..*x.float\(\) / 255"
+    with pytest.raises(ValueError, match=message):
         check_image_batch(torch.zeros(1, 3, 4, 4, dtype=dtype))
 
 
@@ -121,8 +121,8 @@ def test_check_mask_rejects_values_outside_the_classes_listing_them(mask, bad) -
 
 
 def test_check_mask_without_ignore_index_rejects_255_and_does_not_offer_it() -> None:
-    expected = r"\{255\} outside the 3 classes; expected 0..2\. "
-    with pytest.raises(ValueError, match=expected) as info:
+    message = r"\{255\} outside the 3 classes; expected 0..2\. "
+    with pytest.raises(ValueError, match=message) as info:
         check_mask(torch.tensor([[0, 255]]), 3, ignore_index=None)
     assert "ignore" not in str(info.value)
 
@@ -151,7 +151,7 @@ def test_check_mask_checks_a_single_pixel_mask_too() -> None:
         check_mask(torch.tensor([5]), 3)
 
 
-# ------------------------------------------------------------------------ check_logits_and_target
+# ---------------------------------------------------------------- check_logits_and_target
 
 
 def test_check_logits_and_target_accepts_logits_or_integer_labels_of_the_target_size() -> None:
