@@ -30,7 +30,7 @@ from segedu.grading import (
 )
 from segedu.grading.engine.judge import ChildRun, classify
 from segedu.grading.engine.notebook import notebook_text, read_notebook
-from segedu.grading.engine.protocol import ChildFiles, ChildRequest, ChildResult
+from segedu.grading.engine.protocol import ChildRequest, ChildResult
 from segedu.grading.engine.reports import format_points
 
 TOY_EXERCISES = '''
@@ -324,8 +324,12 @@ def test_check_prints_a_line_per_public_case_and_no_traceback(toy, capsys):
     check("ch90.add", stub)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("✗ 2x3: not implemented yet") and out[1].startswith("✗ 4x4")
-    assert out[2:] == ["hint: Add the tensors elementwise.", "Broadcasting does the rest.",
-                       "ch90.add: 0/2 cases passed"]
+    assert out[2:] == ["ch90.add: 0/2 cases passed"]  # an unanswered stub is not an attempt
+    check("ch90.add", lambda a, b: a - b)                # a wrong answer is: the first hint
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "ch90.add: 0/2 cases passed"
+    assert any(line.startswith("hint") and "Add the tensors elementwise." in line
+               for line in out), out
     assert not check_result("ch90.add", lambda a, b: a - b)
     assert check_result("ch90.add", lambda a, b: b + a)
 

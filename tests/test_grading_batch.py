@@ -189,9 +189,10 @@ CLASS = {
     "heidi": (lambda: submission(drop=("ch01.fuse_skips",)), ("ch01.fuse_skips",)),
     "ivan": (lambda: submission(setup="import sys\nsys.exit(0)"), ()),
     "judy": (lambda: submission({"ch01.fuse_skips": os_exit}),  # the process ends there
-             ("ch01.fuse_skips", "ch01.instructor_pad")),
+             ("ch01.fuse_skips", "ch01.choose_upsampler", "ch01.instructor_pad")),
+    # choose_upsampler measures the layer built from the student's own bilinear_kernel
     "mallory": (lambda: submission({"ch01.bilinear_kernel": LOOPS_FOREVER}),
-                ("ch01.bilinear_kernel",)),
+                ("ch01.bilinear_kernel", "ch01.choose_upsampler")),
     "niaj": (lambda: submission({"ch01.pad_to_multiple": EATS_MEMORY}),
              ("ch01.pad_to_multiple", "ch01.instructor_pad")),
     "olivia": (lambda: submission({"ch01.linear_to_conv": "def linear_to_conv(l, c, k):\n"
@@ -201,7 +202,7 @@ CLASS = {
     "rupert": (lambda: submission({"ch01.bilinear_kernel": REDEFINES_CHECKS}),
                ("ch01.bilinear_kernel",)),
     "sybil": (lambda: submission({"ch01.bilinear_kernel": IMPORTS_REFERENCE}),
-              ("ch01.bilinear_kernel",)),
+              ("ch01.bilinear_kernel", "ch01.choose_upsampler")),
     "trent": (lambda: submission({e.id: COPIES_SOLUTIONS if e.id == "ch01.linear_to_conv"
                                   else "pass" for e in exercises_for("ch01")}), "all"),
     "victor": (lambda: notebook_text(nbformat.v4.new_notebook()), "all"),

@@ -128,7 +128,8 @@ try:  # a daemon in a session of its own, past the audit hook
         -1, -1, -1, -1, -1, -1, r, w, True, True, -1, None, None, -1, -1, None, False)
 except BaseException:
     pass
-stolen = [s for s in stolen if s is not None and len(s) and {marker_private!r}.encode()[:10] in bytes(s.tolist())]
+stolen = [s for s in stolen
+          if s is not None and len(s) and {marker_private!r}.encode()[:10] in bytes(s.tolist())]
 '''
 
 FORGES_RESULT = '''

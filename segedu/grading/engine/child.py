@@ -46,12 +46,12 @@ from typing import Any
 
 import torch
 
+from . import stubs
 from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
 from .exercise import Case, Exercise, compute, set_input_seed
 from .notebook import graded_cells, load_notebook
 from .protocol import ChildFiles, ChildRequest, ChildResult
 from .registry import package_registry
-from . import stubs
 
 MAX_ERROR_CHARS = 300
 

@@ -40,8 +40,15 @@ from .exercise import Case, Exercise, case_inputs, case_seed, compare, reference
 from .isolation import Isolation, detect_isolation, read_child_file
 from .launch import launch, protected_paths
 from .notebook import chapter_of, exercise_ids
-from .protocol import INPUTS, NOTEBOOK, REQUEST, ChildOutput, ChildRequest, ChildResult, \
-    encode_inputs
+from .protocol import (
+    INPUTS,
+    NOTEBOOK,
+    REQUEST,
+    ChildOutput,
+    ChildRequest,
+    ChildResult,
+    encode_inputs,
+)
 from .registry import ExerciseRegistry, package_registry, run_registry
 from .reports import CaseResult, ExerciseResult, GradeReport, format_points, one_line
 from .stubs import reference_target, stubbed_package
@@ -271,6 +278,7 @@ class _ChapterPlan(NamedTuple):
     exercises: list[Exercise]
     request: bytes
     inputs: bytes
+    package: Path  # the package the child imports, this chapter's references stubbed
 
 
 class Grader:
@@ -303,7 +311,6 @@ class Grader:
         hidden = [*protect, *self.registry.files]
         self.protect = () if self.isolation.level == "bubblewrap" else tuple(
             protected_paths(hidden))
-        self.package = stubbed_package(ex.reference for ex in self.registry.all().values())
         self._plans: dict[str, _ChapterPlan] = {}
         self._lock = threading.Lock()
         _warm_up()
@@ -338,12 +345,16 @@ class Grader:
             encoded = encode_inputs(inputs)
         except TypeError as error:
             raise ValueError(f"chapter {chapter}: {error}") from None
-        return _ChapterPlan(exercises, request.to_bytes(), encoded)
+        # Only this chapter's references are stubbed: a chapter-4 answer may use what chapter 1
+        # taught (conv_output_size, inside resnet_feature_size); what it is graded on it must
+        # write itself.
+        package = stubbed_package(ex.reference for ex in exercises)
+        return _ChapterPlan(exercises, request.to_bytes(), encoded, package)
 
     def run(self, plan: _ChapterPlan, notebook: bytes) -> ChildRun:
         """Run the child on ``notebook`` for the chapter of ``plan``."""
         done = launch({REQUEST: plan.request, INPUTS: plan.inputs, NOTEBOOK: notebook},
-                      isolation=self.isolation, package=self.package, timeout=self.timeout,
+                      isolation=self.isolation, package=plan.package, timeout=self.timeout,
                       memory_mb=self.memory_limit_mb)
         log = _tail(done.stderr or done.stdout)
         return ChildRun.from_output(done.returncode, log, self.timeout,

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .isolation import Isolation, IsolatedRun, Limits, run_isolated
+from .isolation import IsolatedRun, Isolation, Limits, run_isolated
 from .protocol import ChildRequest
 from .stubs import PACKAGE_DIR
 

@@ -330,7 +330,8 @@ def check_output_path(path: str | os.PathLike) -> Path:
         info = os.lstat(path)
     except FileNotFoundError:
         if not path.parent.is_dir():
-            raise ValueError(f"cannot write {str(path)!r}: no folder {str(path.parent)!r}")
+            raise ValueError(
+                f"cannot write {str(path)!r}: no folder {str(path.parent)!r}") from None
         return path
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"refusing to write {str(path)!r}: it exists and is not a regular "

@@ -1,5 +1,6 @@
-"""The segedu a graded submission imports: a copy of the package in which every graded
-reference implementation is a stub that raises.
+"""The segedu a graded submission imports: a copy of the package in which the reference
+implementations of the chapter being graded are stubs (the other chapters' stay: a chapter-4
+answer may use what chapter 1 taught).
 
 The grader binds this copy read-only into the sandbox in place of the real package, so the
 reference is not in the child's process at all: no thread, tracer trick, renamed code object
