@@ -1,0 +1,69 @@
+"""Data sets, joint image + mask transforms and loaders (chapter 0), one module per job:
+
+* :mod:`~segedu.data.synthetic` — **SyntheticShapes**, an offline, deterministic data set of
+  coloured shapes on textured backgrounds (every CPU notebook, the tests and ``segedu demo``
+  use it, so nothing needs a download), and the base class of every offline set;
+* :mod:`~segedu.data.cells` — **TouchingCells**, microscopy-like cells that touch, with
+  instance ids (chapter 3, U-Net's weight map);
+* :mod:`~segedu.data.context` — **ContextShapes**, the same object is a boat on water and a car
+  on a road: only global context tells them apart (chapter 4);
+* :mod:`~segedu.data.real` — Oxford-IIIT Pet and PASCAL VOC 2012 through torchvision, as
+  class-index masks, with a clear error when the files are not there and a fallback to the
+  synthetic set (:func:`load_dataset`);
+* :mod:`~segedu.data.transforms` — joint transforms from ``torchvision.transforms.v2``: image
+  and mask transformed *together* (same crop, same flip), the mask with nearest-neighbour
+  interpolation and padded with the ignore label;
+* :mod:`~segedu.data.loaders` — :func:`make_loaders`, the (train, val) pair the notebooks use.
+
+Every data set here returns ``(image, mask)`` where ``image`` is a
+:class:`torchvision.tv_tensors.Image` of shape (C, H, W), float32 in [0, 1], and ``mask`` is a
+:class:`torchvision.tv_tensors.Mask` of shape (H, W), ``torch.long`` class indices in
+``[0, num_classes)`` or 255 (:data:`IGNORE_INDEX`) for "ignore this pixel".
+
+Layer: data imports only :mod:`segedu.core`; no data set depends on a chapter (U-Net's weight
+map is passed to :class:`TouchingCells` as a function, not imported).
+"""
+
+from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from .cells import CELL_CLASSES, TouchingCells
+from .context import CONTEXT_CLASSES, CONTEXT_SCENES, ContextShapes
+from .loaders import make_loaders
+from .real import (
+    DATASET_NAMES,
+    PET_CLASSES,
+    VOC_CLASSES,
+    DatasetUnavailableError,
+    OxfordPet,
+    VOCSegmentation,
+    load_dataset,
+    mask_from_palette,
+)
+from .synthetic import SHAPE_CLASSES, Shape, SyntheticSet, SyntheticShapes
+from .transforms import Transforms, eval_transforms, train_transforms
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "PET_CLASSES",
+    "SHAPE_CLASSES",
+    "DATASET_NAMES",
+    "Shape",
+    "SyntheticSet",
+    "SyntheticShapes",
+    "DatasetUnavailableError",
+    "OxfordPet",
+    "VOCSegmentation",
+    "mask_from_palette",
+    "load_dataset",
+    "Transforms",
+    "train_transforms",
+    "eval_transforms",
+    "make_loaders",
+    "CELL_CLASSES",
+    "TouchingCells",
+    "CONTEXT_CLASSES",
+    "CONTEXT_SCENES",
+    "ContextShapes",
+]

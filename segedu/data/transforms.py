@@ -1,0 +1,98 @@
+"""Joint image + mask transforms built from ``torchvision.transforms.v2`` (chapter 0).
+
+The image and its mask are transformed *together* (same crop, same flip); the mask is resized
+with nearest-neighbour interpolation and padded with the ignore label.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import tarfile
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image as PILImage
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, check_mask
+
+__all__ = [
+    "Transforms",
+    "train_transforms",
+    "eval_transforms",
+]
+
+
+#: A joint transform: called as ``transforms(image, mask)``, returns the transformed pair.
+Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple]
+
+# v2 transforms take the image and the mask in one call and apply the *same* random parameters
+# to both. They dispatch on the tv_tensor type: geometric ops resize a Mask with nearest
+# neighbour (no blended class indices), while photometric ops (ColorJitter, Normalize) and
+# ToDtype(float32) touch only the Image. Padding uses a per-type fill: 0 for the image and the
+# ignore label for the mask, so padded pixels never count in the loss.
+
+_PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+def train_transforms(
+    crop_size: int,
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    color_jitter: float | None = 0.2,
+    normalize: bool = True,
+) -> v2.Compose:
+    """The standard segmentation training augmentation (as in FCN / DeepLab / PSPNet).
+
+    1. random scale: ``v2.ScaleJitter((crop, crop), scale)`` resizes image and mask together
+       by a random factor so that at factor 1 the image just fits the crop window. Relative to
+       the crop, not to absolute pixels, so the same call works for 64-pixel synthetic images
+       and 500-pixel VOC photos (``v2.RandomResize`` would need an absolute size per data set);
+    2. random crop of ``crop_size``, padding first where the scaled image is smaller
+       (image with 0, mask with 255 = ignore);
+    3. horizontal flip with probability ``hflip``;
+    4. to float32 in [0, 1]; colour jitter of brightness, contrast and saturation (image only;
+       no hue jitter, since hue carries class information: sky is blue, in SyntheticShapes a
+       circle is reddish);
+    5. ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` if ``normalize``.
+
+    Returns a ``v2.Compose`` to be called as ``image, mask = t(image, mask)``; the output image
+    is (3, crop, crop) float32, the mask (crop, crop) long with 255 preserved.
+    """
+    crop_size = int(crop_size)
+    steps: list = [
+        v2.ScaleJitter((crop_size, crop_size), scale_range=tuple(scale)),
+        v2.RandomCrop(crop_size, pad_if_needed=True, fill=_PAD_FILL),
+    ]
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    steps.append(v2.ToDtype(torch.float32, scale=True))  # images only; masks stay long
+    if color_jitter:
+        steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+    if normalize:
+        steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return v2.Compose(steps)
+
+
+def eval_transforms(size: int | None = None, normalize: bool = True) -> v2.Compose:
+    """Deterministic evaluation transforms: optional square resize, to float, normalise.
+
+    With ``size`` the image (bilinear) and the mask (nearest) are resized to ``size x size``,
+    which lets real photos of different shapes share a batch. That distorts the aspect ratio
+    and scores the mask at the resized resolution — fine for a course; benchmark numbers are
+    computed on the original masks.
+    """
+    steps: list = []
+    if size is not None:
+        steps.append(v2.Resize((int(size), int(size))))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if normalize:
+        steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return v2.Compose(steps)
