@@ -165,7 +165,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0
     valid = _valid(target, ignore_index)
     if not bool(valid.any()):
         return _zero(logits)
-    probs = _at_least_fp32(logits).softmax(1) * valid[:, None]          # (N, C, H, W), 0 where ignored
+    probs = _at_least_fp32(logits).softmax(1) * valid[:, None]  # (N, C, H, W), 0 if ignored
     onehot = _one_hot(target, valid, logits.shape[1], probs.dtype)
     dims = (0, 2, 3)
     intersection = (probs * onehot).sum(dims)                    # (C,)
@@ -217,8 +217,8 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
     valid = _valid(target, ignore_index)
     if not bool(valid.any()):
         return _zero(logits)
-    ce = F.cross_entropy(_at_least_fp32(logits), torch.where(valid, target, torch.zeros_like(target)),
-                         reduction="none")[valid]              # (labelled pixels,)
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    ce = F.cross_entropy(_at_least_fp32(logits), safe, reduction="none")[valid]  # (P,)
     hard = int((ce > -torch.log(torch.tensor(threshold))).sum())
     keep = min(max(hard, min_kept), ce.numel())
     return ce.topk(keep, sorted=False).values.mean()
