@@ -11,7 +11,9 @@ single code path:
 * ``DistributedDataParallel`` averages the gradients, so with a per-process batch ``B`` on
   ``P`` processes one step equals a step on a batch of ``P x B`` (BatchNorm aside: each process
   normalises its own ``B`` images unless ``sync_bn=True`` converts it to ``SyncBatchNorm``,
-  which needs GPUs);
+  which needs GPUs). One more difference: the loss is a mean over each process's labelled
+  pixels and DDP averages those means, so when processes have different numbers of ignored
+  (255) pixels a pixel weighs slightly differently than in one big batch;
 * validation: each process counts a confusion matrix on its shard; :func:`all_reduce_sum` adds
   them, so the metrics are those of the whole validation set;
 * only rank 0 writes checkpoints, CSVs and plots, and shows progress bars.
