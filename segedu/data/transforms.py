@@ -25,6 +25,7 @@ from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, check_m
 
 __all__ = [
     "Transforms",
+    "JointCompose",
     "train_transforms",
     "eval_transforms",
 ]
@@ -40,6 +41,26 @@ Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple]
 # ignore label for the mask, so padded pixels never count in the loss.
 
 _PAD_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+class JointCompose(v2.Compose):
+    """``v2.Compose`` that refuses a mask passed as a plain tensor.
+
+    v2 decides what to transform by type: next to a ``tv_tensors.Image``, a plain
+    ``torch.Tensor`` is passed through *untouched* — the image is cropped and flipped, the
+    mask is not, and nothing complains. Every argument after the image must therefore be a
+    ``tv_tensors.Mask`` (or another tv_tensor); a plain tensor is a ``ValueError``.
+    """
+
+    def forward(self, *inputs):
+        for position, value in enumerate(inputs[1:], start=2):
+            if isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor):
+                raise ValueError(
+                    f"argument {position} is a plain torch.Tensor of shape {tuple(value.shape)}; "
+                    "torchvision.transforms.v2 would leave it untransformed while the image is "
+                    "scaled, cropped and flipped. Wrap a mask as tv_tensors.Mask(mask) "
+                    "(and the image as tv_tensors.Image(image)).")
+        return super().forward(*inputs)
 
 
 def train_transforms(
@@ -63,8 +84,11 @@ def train_transforms(
        circle is reddish);
     5. ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` if ``normalize``.
 
-    Returns a ``v2.Compose`` to be called as ``image, mask = t(image, mask)``; the output image
-    is (3, crop, crop) float32, the mask (crop, crop) long with 255 preserved.
+    Returns a :class:`JointCompose` (a ``v2.Compose``) to be called as
+    ``image, mask = t(image, mask)`` with ``mask`` a ``tv_tensors.Mask``; the output image is
+    (3, crop, crop) float32, the mask (crop, crop) long with 255 preserved. No label value
+    appears that was not in the input (nearest-neighbour resizing, fill 255), except 255 itself
+    where the crop needed padding.
     """
     crop_size = int(crop_size)
     steps: list = [
@@ -78,7 +102,7 @@ def train_transforms(
         steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
     if normalize:
         steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
-    return v2.Compose(steps)
+    return JointCompose(steps)
 
 
 def eval_transforms(size: int | None = None, normalize: bool = True) -> v2.Compose:
@@ -95,4 +119,4 @@ def eval_transforms(size: int | None = None, normalize: bool = True) -> v2.Compo
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if normalize:
         steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
-    return v2.Compose(steps)
+    return JointCompose(steps)
