@@ -203,3 +203,27 @@ def test_trainer_evaluates_with_multiscale_and_windows(tmp_path):
     assert not math.isnan(plain["miou"])
     assert set(trainer.evaluate(multiscale=True, scales=(0.75, 1.0))) == set(plain)
     assert set(trainer.evaluate(window=24)) == set(plain)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_train_then_eval_at_a_tiny_size(tmp_path, capsys):
+    from segedu.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "unet", "--dataset", "small_objects", "--size", "32",
+                 "--train-images", "8", "--val-images", "4", "--batch-size", "4", "--epochs",
+                 "1", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert (out / "last.pt").exists() and (out / "history.csv").exists()
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--multiscale",
+                 "--val-images", "2"]) == 0
+    assert "multi-scale + flip" in capsys.readouterr().out
+
+
+def test_cli_train_on_a_missing_data_set_says_where_to_get_it(tmp_path, capsys):
+    from segedu.cli import main
+
+    assert main(["train", "--model", "unet", "--dataset", "cityscapes", "--data-root",
+                 str(tmp_path), "--device", "cpu", "--quiet"]) == 2
+    assert "cityscapes-dataset.com" in capsys.readouterr().err

@@ -13,11 +13,11 @@
 from .inference import multiscale_probs, sliding_window_probs
 from .loop import History, evaluate, fit, poly_lr, predict, segmentation_loss, train_one_epoch
 from .schedule import param_groups, poly_factor, poly_schedule
-from .trainer import SeededSamples, TrainConfig, Trainer
+from .trainer import SeededSamples, TrainConfig, Trainer, evaluate_model
 
 __all__ = [
     "poly_lr", "segmentation_loss", "train_one_epoch", "evaluate", "fit", "predict", "History",
     "poly_factor", "poly_schedule", "param_groups",
-    "Trainer", "TrainConfig", "SeededSamples",
+    "Trainer", "TrainConfig", "SeededSamples", "evaluate_model",
     "sliding_window_probs", "multiscale_probs",
 ]

@@ -46,7 +46,7 @@ from .inference import multiscale_probs, sliding_window_probs
 from .loop import History
 from .schedule import param_groups, poly_schedule
 
-__all__ = ["TrainConfig", "Trainer", "SeededSamples"]
+__all__ = ["TrainConfig", "Trainer", "SeededSamples", "evaluate_model"]
 
 
 @dataclass
@@ -91,6 +91,32 @@ class SeededSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
             return self.dataset[index]
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, *,
+                   device: torch.device | str = "cpu", batch_size: int = 8,
+                   multiscale: bool = False,
+                   scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                   window: int | None = None, num_workers: int = 0) -> dict:
+    """Confusion-matrix metrics of ``model`` on ``dataset``: each process counts its shard and
+    the matrices are summed (a world of one: the whole set). ``window`` evaluates in sliding
+    windows, ``multiscale`` averages over ``scales`` and left-right flips."""
+    shard = Subset(dataset, dist_utils.shard_indices(len(dataset)))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
+    model.eval()
+    cm = ConfusionMatrix(num_classes, device=device)
+    for images, targets, *_ in loader:
+        images, targets = images.to(device), targets.to(device)
+        if multiscale:
+            scores = multiscale_probs(model, images, scales, flip=True, window=window)
+        elif window:
+            scores = sliding_window_probs(model, images, window)
+        else:
+            scores = model(images)["out"]
+        cm.update(scores, targets)
+    dist_utils.all_reduce_sum(cm.matrix)
+    return cm.compute()
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -247,32 +273,15 @@ class Trainer:
             self.history.plot(self.out_dir / "history.png")
 
     # -- evaluation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, dataset: Dataset | None = None, *, multiscale: bool = False,
-                 scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
-                 window: int | None = None, batch_size: int | None = None) -> dict:
-        """Metrics on ``dataset`` (default: the validation set), each process counting its
-        shard and the confusion matrices summed. ``window`` evaluates in sliding windows,
-        ``multiscale`` averages over ``scales`` and left-right flips."""
+    def evaluate(self, dataset: Dataset | None = None, **options) -> dict:
+        """Metrics on ``dataset`` (default: the validation set); ``options`` go to
+        :func:`evaluate_model` (``multiscale``, ``scales``, ``window``, ``batch_size``)."""
         dataset = self.val_set if dataset is None else dataset
         if dataset is None:
             raise ValueError("no validation set: pass one to Trainer(...) or to evaluate().")
-        shard = Subset(dataset, dist_utils.shard_indices(len(dataset)))
-        loader = DataLoader(shard, batch_size=batch_size or self.config.batch_size,
-                            num_workers=self.config.num_workers)
-        self.model.eval()
-        cm = ConfusionMatrix(self.num_classes, device=self.device)
-        for images, targets, *_ in loader:
-            images, targets = images.to(self.device), targets.to(self.device)
-            if multiscale:
-                scores = multiscale_probs(self.model, images, scales, flip=True, window=window)
-            elif window:
-                scores = sliding_window_probs(self.model, images, window)
-            else:
-                scores = self.model(images)["out"]
-            cm.update(scores, targets)
-        dist_utils.all_reduce_sum(cm.matrix)
-        return cm.compute()
+        options.setdefault("batch_size", self.config.batch_size)
+        return evaluate_model(self.model, dataset, self.num_classes, device=self.device,
+                              num_workers=self.config.num_workers, **options)
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
