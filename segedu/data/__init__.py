@@ -46,7 +46,7 @@ from .real import (
     mask_from_palette,
 )
 from .synthetic import SHAPE_CLASSES, Shape, SyntheticSet, SyntheticShapes
-from .transforms import JointCompose, Transforms, eval_transforms, train_transforms
+from .transforms import JointCompose, Transforms, eval_transforms, scale_crop, train_transforms
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -68,6 +68,7 @@ __all__ = [
     "IMBALANCE_CLASSES",
     "SmallObjects",
     "JointCompose",
+    "scale_crop",
     "mask_from_palette",
     "load_dataset",
     "Transforms",

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -26,6 +27,7 @@ from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, check_m
 __all__ = [
     "Transforms",
     "JointCompose",
+    "scale_crop",
     "train_transforms",
     "eval_transforms",
 ]
@@ -61,6 +63,30 @@ class JointCompose(v2.Compose):
                     "scaled, cropped and flipped. Wrap a mask as tv_tensors.Mask(mask) "
                     "(and the image as tv_tensors.Image(image)).")
         return super().forward(*inputs)
+
+
+def scale_crop(image: torch.Tensor, mask: torch.Tensor, scale: float, crop: int, top: int,
+               left: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 1-2 of :func:`train_transforms` with the random draws given: what the random
+    transforms do to one image and its mask, written out (chapter 7's exercise).
+
+    ``image`` (C, H, W) float and ``mask`` (H, W) long are resized by ``scale`` to
+    ``(round(H * scale), round(W * scale))`` — the image bilinearly, the mask with nearest
+    neighbour (bilinear would blend class 1 and 3 into a 2) — then padded at the bottom and right
+    to at least ``crop`` x ``crop`` (image with 0, mask with 255), then cropped to ``crop`` x
+    ``crop`` at row ``top``, column ``left`` of the padded pair.
+    """
+    h, w = image.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image = F.interpolate(image[None].float(), size, mode="bilinear", align_corners=False)[0]
+    mask = F.interpolate(mask[None, None].float(), size, mode="nearest")[0, 0].long()
+    pad_h, pad_w = max(0, crop - size[0]), max(0, crop - size[1])
+    image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+    mask = F.pad(mask, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
+    if not (0 <= top <= image.shape[-2] - crop and 0 <= left <= image.shape[-1] - crop):
+        raise ValueError(f"a {crop}x{crop} crop at ({top}, {left}) does not fit the "
+                         f"{tuple(image.shape[-2:])} scaled and padded image.")
+    return (image[:, top:top + crop, left:left + crop], mask[top:top + crop, left:left + crop])
 
 
 def train_transforms(
