@@ -227,3 +227,31 @@ def test_cli_train_on_a_missing_data_set_says_where_to_get_it(tmp_path, capsys):
     assert main(["train", "--model", "unet", "--dataset", "cityscapes", "--data-root",
                  str(tmp_path), "--device", "cpu", "--quiet"]) == 2
     assert "cityscapes-dataset.com" in capsys.readouterr().err
+
+
+# --- the experiment harness ----------------------------------------------------------------
+
+
+def test_every_experiment_gives_its_arms_equal_budgets_and_a_colour_only_baseline():
+    from segedu.train.experiment import EXPERIMENTS, PixelClassifier, make_experiments
+
+    experiments = make_experiments(size=32, scale=0.05)
+    assert tuple(experiments) == EXPERIMENTS
+    for experiment in experiments.values():
+        assert experiment.arms[0].model is PixelClassifier, experiment.name
+        lengths = {len(arm.train_set()) for arm in experiment.arms}
+        assert len(lengths) == 1, f"{experiment.name}: arms see different numbers of images"
+        assert all(set(arm.options) <= {"loss", "power", "aux_weight"}
+                   for arm in experiment.arms), "an arm changes more than the trick"
+
+
+def test_summaries_are_mean_and_sd_over_seeds_per_class():
+    from segedu.train.experiment import format_table, summarize
+
+    runs = [{"arm": "a", "seed": s, "miou": m, "iou": [m, 2 * m]}
+            for s, m in enumerate([0.1, 0.2, 0.3])]
+    summary = summarize(runs)["a"]
+    assert summary["miou"] == pytest.approx((0.2, 0.1))
+    assert summary["iou"][1] == pytest.approx((0.4, 0.2))
+    table = format_table(runs, ["x", "y"])
+    assert "20.0 ±10.0" in table and "40.0 ±20.0" in table and "3 seeds" in table
