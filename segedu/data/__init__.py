@@ -7,7 +7,10 @@
   instance ids (chapter 3, U-Net's weight map);
 * :mod:`~segedu.data.context` — **ContextShapes**, the same object is a boat on water and a car
   on a road: only global context tells them apart (chapter 4);
-* :mod:`~segedu.data.real` — Oxford-IIIT Pet and PASCAL VOC 2012 through torchvision, as
+* :mod:`~segedu.data.imbalance` — **SmallObjects**, large blobs and tiny specks of the same
+  colours: class imbalance, for chapter 7's losses;
+* :mod:`~segedu.data.real` — Oxford-IIIT Pet, PASCAL VOC 2012 (+ SBD), Cityscapes through
+  torchvision, as
   class-index masks, with a clear error when the files are not there and a fallback to the
   synthetic set (:func:`load_dataset`);
 * :mod:`~segedu.data.transforms` — joint transforms from ``torchvision.transforms.v2``: image
@@ -27,19 +30,23 @@ map is passed to :class:`TouchingCells` as a function, not imported).
 from ..core.validation import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from .cells import CELL_CLASSES, TouchingCells
 from .context import CONTEXT_CLASSES, CONTEXT_SCENES, ContextShapes
+from .imbalance import IMBALANCE_CLASSES, SmallObjects
 from .loaders import make_loaders
 from .real import (
+    CITYSCAPES_CLASSES,
     DATASET_NAMES,
     PET_CLASSES,
     VOC_CLASSES,
+    Cityscapes,
     DatasetUnavailableError,
     OxfordPet,
+    VOCAugmented,
     VOCSegmentation,
     load_dataset,
     mask_from_palette,
 )
 from .synthetic import SHAPE_CLASSES, Shape, SyntheticSet, SyntheticShapes
-from .transforms import Transforms, eval_transforms, train_transforms
+from .transforms import JointCompose, Transforms, eval_transforms, scale_crop, train_transforms
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -55,6 +62,13 @@ __all__ = [
     "DatasetUnavailableError",
     "OxfordPet",
     "VOCSegmentation",
+    "VOCAugmented",
+    "Cityscapes",
+    "CITYSCAPES_CLASSES",
+    "IMBALANCE_CLASSES",
+    "SmallObjects",
+    "JointCompose",
+    "scale_crop",
     "mask_from_palette",
     "load_dataset",
     "Transforms",

@@ -1,7 +1,7 @@
-"""A small, honest training loop: cross-entropy with ignore index, poly LR, evaluation.
-
-Chapter 7 grows this into the full trainer (Dice/Focal losses, checkpoints, AMP, DDP); the
-chapters before it need just enough to train a model on a CPU in a minute and measure it.
+"""The small, honest training loop chapters 1-6 use: cross-entropy with ignore index, poly LR,
+evaluation. Chapter 7's :class:`~segedu.train.trainer.Trainer` is the full version (losses,
+checkpoints with exact resume, AMP, many GPUs); this one stays as it is, so the earlier
+notebooks' numbers do not move.
 
 The poly schedule used by FCN, DeepLab and PSPNet is ``lr = base_lr * (1 - it/max_it) ** 0.9``.
 PyTorch's ``PolynomialLR`` implements it, but its defaults (``total_iters=5, power=1.0``)
@@ -10,9 +10,11 @@ silently stop decaying after five steps — :func:`poly_lr` sets both.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core.metrics import ConfusionMatrix
-from .core.validation import check_mask
+from ..core.metrics import ConfusionMatrix
+from ..core.validation import check_mask
 
 __all__ = ["poly_lr", "segmentation_loss", "train_one_epoch", "evaluate", "fit", "predict",
            "History"]
@@ -133,13 +135,51 @@ def predict(model: nn.Module, images: torch.Tensor,
 
 @dataclass
 class History:
-    """Per-epoch records of a :func:`fit` run."""
+    """Per-epoch records of a :func:`fit` or :class:`~segedu.train.Trainer` run; the Trainer
+    also keeps the loss of every iteration (``iterations``), the curve exact resume restores."""
 
     epochs: list[dict] = field(default_factory=list)
+    iterations: list[float] = field(default_factory=list)
 
     @property
     def final(self) -> dict:
         return self.epochs[-1] if self.epochs else {}
+
+    def to_csv(self, path: str | Path) -> Path:
+        """One row per epoch; a list (per-class IoU) becomes one column per entry."""
+        rows = []
+        for record in self.epochs:
+            row = {}
+            for key, value in record.items():
+                if isinstance(value, (list, tuple)):
+                    row.update({f"{key}_{i}": v for i, v in enumerate(value)})
+                else:
+                    row[key] = value
+            rows.append(row)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        path = Path(path)
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    def plot(self, path: str | Path | None = None):
+        """Loss per iteration and validation mIoU per epoch; saved to ``path`` if given.
+        Uses ``matplotlib.figure.Figure`` (no pyplot), so it works in worker processes."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(9, 3.2))
+        ax_loss, ax_miou = fig.subplots(1, 2)
+        ax_loss.plot(self.iterations, lw=0.8)
+        ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
+        epochs = [r for r in self.epochs if "miou" in r]
+        ax_miou.plot([r["epoch"] for r in epochs], [r["miou"] for r in epochs], "o-")
+        ax_miou.set(xlabel="epoch", ylabel="val mIoU", title="validation")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
 
 
 def fit(
