@@ -56,7 +56,7 @@ from segedu.grading import exercises_for
 from segedu.grading.engine.exercise import compare, compute, reference_value
 from segedu.grading.engine.notebook import graded_cells, load_notebook
 
-CHAPTERS = ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06")
+CHAPTERS = ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 OUT = ROOT / "benchmarks" / "results" / "exercise_mutation.json"
@@ -83,6 +83,8 @@ EQUIVALENT = {
     "even: it is never exactly 1",
     ("ch03.valid_input_sizes", "line 17: Gt -> GtE"): "a map that reached 0 stays at or below "
     "0 either way, and is refused",
+    ("ch07.scale_crop", "line 8:"): "padding more than the crop needs is cut away again: the "
+    "crop window never reaches past the padding the model answer adds",
     ("ch06.multi_resolution_fusion", "FloorDiv -> Div"): "strides are multiples of the finest "
     "one, so the factor is the same number as a float",
 }

@@ -82,11 +82,24 @@ POLY_LR = Exercise(
     summary=float,
     rtol=1e-9,
     atol=1e-12,
-    hint=(
-        "return base_lr * (1 - min(it, max_it) / max_it) ** power\n"
-        "The power applies to (1 - it/max_it), not to it/max_it; at it = 0 the rate is base_lr "
-        "and at it = max_it it is 0. After max_it it stays 0 (clamp), never negative or complex."
+    task=(
+        "Return the learning rate of the poly schedule at iteration `it` of `max_it`: the decay "
+        "FCN, DeepLab and PSPNet train with, which starts at the base rate and reaches zero "
+        "exactly at the last iteration."
     ),
+    hint=(
+        "The schedule multiplies the base rate by the fraction of training that is still "
+        "left, raised to a power (0.9 in the papers). Ask what the rate is at the first "
+        "iteration, at the last one, and after it."
+    ),
+    hints=(
+        "Which quantity goes wrong: what the power applies to (the fraction remaining, not the "
+        "fraction done), the end point (the rate must be exactly 0 at max_it), or iterations "
+        "past max_it (they must not give a negative base for a fractional power).",
+        "Worked example: base 0.01, max_it 100, power 0.9: it = 0 gives 0.01, it = 50 gives "
+        "0.01 * 0.5 ** 0.9 = 0.00536, it = 100 and it = 120 give 0.",
+    ),
+    answer_fragments=("min(it, max_it) / max_it", "(1 - progress) ** power"),
     cases=[
         Case("it = 0 gives base_lr", const(0.01, 0, 100)),
         Case("halfway, power 0.9", const(0.01, 50, 100), points=2),
@@ -105,13 +118,26 @@ DICE_LOSS = Exercise(
     summary=as_tensor,
     rtol=1e-5,
     atol=1e-6,
-    hint=(
-        "p = softmax(logits, 1) * valid; g = one_hot(target where valid else 0) * valid; per class "
-        "(2*sum(p*g) + smooth) / (sum(p) + sum(g) + smooth) over (N, H, W); 1 - mean.\n"
-        "Ignored pixels (255) must leave both sums: zero their probabilities too, not only the "
-        "one-hot. Sum over the whole batch (dims 0, 2, 3), then average over all C classes. A "
-        "batch with no labelled pixel returns 0 (connected to the graph, e.g. logits.sum() * 0)."
+    task=(
+        "Return the soft multiclass Dice loss of logits (N, C, H, W) against a target "
+        "(N, H, W) in which 255 marks pixels to ignore: the overlap loss medical segmentation "
+        "uses because it does not let a large background drown a small object."
     ),
+    hint=(
+        "Dice compares, per class, how much probability falls on the class's true pixels with "
+        "how much probability and how many true pixels there are in all; the loss is one minus "
+        "the average over classes. An ignored pixel must not count anywhere."
+    ),
+    hints=(
+        "Which quantity goes wrong: ignored pixels left in one of the sums (zero their "
+        "probabilities as well as their one-hot labels), the axes summed over (the whole "
+        "batch and image per class, then the mean over classes), or a batch with no labelled "
+        "pixel (the loss is 0 and must still be connected to the logits).",
+        "Worked example: 2 classes, one labelled pixel of class 1 with probabilities "
+        "(0.2, 0.8), smoothing 1: class 0 gives (0 + 1) / (0.2 + 0 + 1) = 0.833, class 1 "
+        "(1.6 + 1) / (0.8 + 1 + 1) = 0.929; the loss is 1 - 0.881 = 0.119.",
+    ),
+    answer_fragments=("logits.softmax(1) * valid", "2 * intersection + smooth"),
     cases=[
         Case("3 classes, no ignored pixels", _loss_case(2, 3, 5, 7, seed=1), points=2),
         Case("4 classes, 25% ignored", _loss_case(2, 4, 6, 5, seed=2, ignore=0.25), points=3),
@@ -132,13 +158,25 @@ FOCAL_LOSS = Exercise(
     summary=as_tensor,
     rtol=1e-5,
     atol=1e-6,
-    hint=(
-        "log_p = log_softmax(logits, 1) at the true class; loss = -alpha[y] * (1 - exp(log_p)) "
-        "** gamma * log_p; mean over labelled pixels.\n"
-        "Softmax over the classes, not a sigmoid per class. Gather at a safe index (0 where the "
-        "target is 255) and keep only labelled pixels; divide by their number (not by the sum of "
-        "alpha). gamma = 0 must equal F.cross_entropy. No labelled pixel: return 0."
+    task=(
+        "Return the softmax focal loss (Lin et al., 2017) of logits (N, C, H, W) against a "
+        "target (N, H, W) with 255 ignored, with focusing parameter gamma and optional per-class "
+        "weights alpha: cross-entropy that turns down the pixels the network already gets right."
     ),
+    hint=(
+        "Start from each labelled pixel's cross-entropy, -log p of its true class, and scale "
+        "it by a factor that is near 0 when p is near 1 and grows as p falls; gamma sets how "
+        "sharply. With gamma = 0 the loss must be plain cross-entropy."
+    ),
+    hints=(
+        "Which quantity goes wrong: the probabilities (a softmax over the classes, not a sigmoid "
+        "per class), the ignored pixels (gather at a safe index, then keep only the labelled "
+        "ones), alpha (a weight per pixel by its true class), or the mean (over labelled "
+        "pixels, not over the sum of alpha).",
+        "Worked example: one pixel, true-class probability 0.9, gamma 2: cross-entropy 0.105, "
+        "factor (1 - 0.9) ** 2 = 0.01, loss 0.00105; with gamma 0 it is 0.105.",
+    ),
+    answer_fragments=("log_softmax(1).gather(1", "(1 - log_p.exp()) ** gamma"),
     cases=[
         Case("gamma = 0 is cross-entropy", _loss_case(2, 3, 5, 4, seed=11, gamma=0.0),
              points=2),
@@ -163,14 +201,26 @@ SCALE_CROP = Exercise(
     summary=_pair,
     rtol=1e-5,
     atol=1e-5,
-    hint=(
-        "Resize (image bilinear, mask nearest, size round(H*scale), round(W*scale)), pad bottom/"
-        "right to crop (image 0, mask 255), then slice [top:top+crop, left:left+crop].\n"
-        "Use F.interpolate(image[None], size, mode='bilinear', align_corners=False) and "
-        "mode='nearest' on the mask as float, then .long(): bilinear on a mask invents labels. "
-        "The mask's padding is 255 (ignored), not 0 (background). Pad only at the bottom and "
-        "right (F.pad(x, (0, pad_w, 0, pad_h))), and crop the padded, scaled pair."
+    task=(
+        "Return the image and mask scaled by `scale`, padded to at least `crop` pixels and "
+        "cropped at (top, left): the random scale-and-crop augmentation of the segmentation "
+        "papers, written for fixed parameters so it can be checked. The mask must only ever "
+        "hold labels that were there, or 255."
     ),
+    hint=(
+        "An image and its mask must move together, but they are not the same kind of data: "
+        "interpolating class indices invents classes, and padded mask pixels must not be "
+        "learnt from."
+    ),
+    hints=(
+        "Which quantity goes wrong: the mask's interpolation (nearest, never bilinear), the new "
+        "size (the input's size times scale, rounded, at least 1), the padding (only at the "
+        "bottom and right; 0 for the image, 255 for the mask), or what is cropped (the scaled, "
+        "padded pair).",
+        "Worked example: a 20x18 image at scale 0.5 becomes 10x9; with crop 16 it is padded by "
+        "6 rows and 7 columns; the crop at (0, 0) is 16x16 and its last 7 mask columns are 255.",
+    ),
+    answer_fragments=("value=255", "mode=\"nearest\")[0, 0]"),
     cases=[
         Case("scale 1: a plain crop", _crop_case(3, 20, 24, 4, 1.0, 16, 2, 5, seed=21),
              points=2),
@@ -184,6 +234,8 @@ SCALE_CROP = Exercise(
              _crop_case(1, 10, 14, 2, 1.5, 12, 3, 9, seed=25), points=2),
         Case("scale 0.6, pad in one direction only",
              _crop_case(3, 30, 12, 4, 0.6, 15, 3, 0, seed=26), points=2, hidden=True),
+        Case("a 3x3 image at scale 0.2 keeps one pixel", _crop_case(2, 3, 3, 2, 0.2, 4, 0, 0,
+                                                                     seed=27), hidden=True),
     ],
 )
 
