@@ -16,11 +16,24 @@ package does not need them; the functions that do say what to install.
 Layer: chapter 8, above training (7); imports core, backbones, data and earlier chapters only.
 """
 
-from .export import OutputOnly, export_onnx, input_shape, onnx_session, run_onnx
+from .export import OutputOnly, evaluate_onnx, export_onnx, input_shape, onnx_session, run_onnx
 from .fold import count_batchnorms, fold_batchnorm, fold_conv_bn
 from .lraspp import LRASPP, LRASPPHead, lite_aspp, lraspp_mobilenet_v3_large
-from .measure import Latency, count_flops, measure_latency, tensorrt_status
-from .quantize import Int8Report, cpu_int8_support, int8_report, quantize_onnx
+from .measure import (
+    Latency,
+    compare_latency,
+    count_flops,
+    machine_info,
+    measure_latency,
+    tensorrt_status,
+)
+from .quantize import (
+    Int8Report,
+    calibration_images,
+    cpu_int8_support,
+    int8_report,
+    quantize_onnx,
+)
 
 __all__ = [
     "OutputOnly",
@@ -28,15 +41,19 @@ __all__ = [
     "input_shape",
     "onnx_session",
     "run_onnx",
+    "evaluate_onnx",
     "fold_conv_bn",
     "fold_batchnorm",
     "count_batchnorms",
     "quantize_onnx",
+    "calibration_images",
     "int8_report",
     "Int8Report",
     "cpu_int8_support",
     "Latency",
     "measure_latency",
+    "compare_latency",
+    "machine_info",
     "count_flops",
     "tensorrt_status",
     "LRASPP",

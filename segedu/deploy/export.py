@@ -11,7 +11,8 @@ the map ("output size that are not factor of input size") — PSPNet's pyramid p
 input sizes. The new exporter decomposes the operation into index arithmetic and exports it.
 
 **Dynamic shapes.** ``dynamic_batch=True`` (the default) exports the batch dimension as a
-symbol: one file serves batch 1 and batch 32. ``dynamic_size=True`` also makes H and W symbols.
+symbol: one file serves batch 1 and batch 32. ``dynamic_size=True`` also makes H and W symbols
+(32 to 4096 pixels).
 That works where every size the network computes is a formula of H and W that ``torch.export``
 can trace: FCN (its crop offsets are such formulas), U-Net, the DeepLabs, LR-ASPP. It does not
 where the code needs the size's *value*:
@@ -23,8 +24,11 @@ where the code needs the size's *value*:
   for the example's size. The exporter keeps H and W symbolic, but the graph is wrong at any
   other size (ONNX Runtime fails with an out-of-range index).
 
-:func:`export_onnx` checks both: it raises a ``ValueError`` when a dimension was fixed, and runs
-the graph at a second size against PyTorch before it returns. Export those models once per
+Export at a size where no feature map is 1x1: ``torch.export`` treats a size of 1 as a special
+case and bakes it in (FCN-32s exported at 32x32, whose pool5 map is 1x1, is wrong at other sizes;
+exported at 64x48 it is right). :func:`export_onnx` checks all of this: it raises a
+``ValueError`` when a dimension was fixed, and runs the graph at a second size against PyTorch
+before it returns. Export those models once per
 deployment size (the file then checks the size it is given, :func:`run_onnx`).
 
     >>> import segedu, torch
@@ -50,7 +54,7 @@ from torch import nn
 
 from ..core.validation import check_image_batch
 
-__all__ = ["OutputOnly", "export_onnx", "onnx_session", "run_onnx", "input_shape"]
+__all__ = ["OutputOnly", "export_onnx", "onnx_session", "run_onnx", "input_shape", "evaluate_onnx"]
 
 
 class OutputOnly(nn.Module):
@@ -80,8 +84,8 @@ def _dynamic_shapes(example: torch.Tensor, dynamic_batch: bool, dynamic_size: bo
     if dynamic_batch:
         dims[0] = Dim("batch", min=1, max=1024)
     if dynamic_size:
-        dims[2] = Dim("height", min=16, max=8192)
-        dims[3] = Dim("width", min=16, max=8192)
+        dims[2] = Dim("height", min=32, max=4096)
+        dims[3] = Dim("width", min=32, max=4096)
     return ({**dims},) if dims else None
 
 
@@ -216,3 +220,16 @@ def run_onnx(path_or_session, x: torch.Tensor | np.ndarray) -> np.ndarray:
         raise ValueError(f"this ONNX model was exported for inputs of shape {expected}, got "
                          f"{list(array.shape)}; export again with an example of that size.")
     return session.run(["out"], {"image": array.astype(np.float32)})[0]
+
+
+def evaluate_onnx(path_or_session, loader, num_classes: int) -> dict:
+    """Confusion-matrix metrics (as :func:`segedu.train.evaluate` returns them) of an exported
+    model over ``loader``'s (images, masks) batches, run in ONNX Runtime."""
+    from ..core.metrics import ConfusionMatrix
+
+    session = (path_or_session if hasattr(path_or_session, "run")
+               else onnx_session(path_or_session))
+    cm = ConfusionMatrix(num_classes)
+    for images, targets, *_ in loader:
+        cm.update(torch.from_numpy(run_onnx(session, images)), targets)
+    return cm.compute()

@@ -14,6 +14,8 @@ interpolation are not counted — they are memory-bound anyway).
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,7 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["Latency", "measure_latency", "compare_latency", "count_flops", "tensorrt_status"]
+__all__ = ["Latency", "measure_latency", "compare_latency", "count_flops", "tensorrt_status",
+           "machine_info"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,30 @@ def tensorrt_status() -> tuple[bool, str]:
     except ImportError:
         return False, "the TensorRT libraries are not installed (pip install tensorrt)"
     return True, "TensorRT execution provider available"
+
+
+def machine_info() -> dict:
+    """What a timing was measured on: CPU model and cores, the load averages at that moment
+    (``uptime``'s three numbers), INT8-relevant CPU flags, PyTorch's threads, library versions."""
+    from .quantize import cpu_int8_support
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": model, "cores": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]
+            if hasattr(os, "getloadavg") else None,
+            "cpu_flags": cpu_int8_support(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import SyntheticShapes, eval_transforms
 from .export import onnx_session
 
-__all__ = ["quantize_onnx", "int8_report", "Int8Report", "cpu_int8_support",
-           "INTEGER_OPS"]
+__all__ = ["quantize_onnx", "calibration_images", "int8_report", "Int8Report",
+           "cpu_int8_support", "INTEGER_OPS"]
 
 #: Op types that run in integer arithmetic after ONNX Runtime's QDQ fusion (CPU provider).
 INTEGER_OPS = frozenset({
@@ -63,6 +64,14 @@ def cpu_int8_support() -> dict[str, bool]:
     except OSError:
         flags = set()
     return {f: f in flags for f in ("avx512_vnni", "avx_vnni", "avx2")}
+
+
+def calibration_images(n: int, size: int, *, seed: int = 1) -> list[torch.Tensor]:
+    """``n`` synthetic *training* images (1, 3, size, size), normalised as in training — a
+    calibration set at the deployment size, never the validation images it is judged on."""
+    data = SyntheticShapes("train", size=size, length=n, seed=seed,
+                           transforms=eval_transforms())
+    return [data[i][0].as_subclass(torch.Tensor)[None] for i in range(n)]
 
 
 class _Images:
