@@ -17,6 +17,7 @@ from torch import nn
 
 from . import deeplab, fcn, pspnet, refinenet, segnet, unet
 from .core.validation import check_num_classes
+from .deploy import lraspp
 
 __all__ = ["register_model", "build_model", "list_models", "get_factory"]
 
@@ -90,3 +91,6 @@ register_model("deeplabv3_mobilenet_v3_large", deeplab.deeplabv3_mobilenet_v3_la
 # Chapter 6
 register_model("refinenet", refinenet.refinenet)
 register_model("lw_refinenet", refinenet.lw_refinenet)
+
+# Chapter 8
+register_model("lraspp_mobilenet_v3_large", lraspp.lraspp_mobilenet_v3_large)

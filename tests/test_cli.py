@@ -24,7 +24,7 @@ def test_models_lists_the_zoo(capsys):
     assert capsys.readouterr().out.split() == [
         "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3_mobilenet_v3_large",
         "deeplabv3_resnet50", "deeplabv3plus", "fcn16s", "fcn32s", "fcn8s", "fcn_resnet50",
-        "lw_refinenet", "pspnet", "refinenet", "segnet", "unet"]
+        "lraspp_mobilenet_v3_large", "lw_refinenet", "pspnet", "refinenet", "segnet", "unet"]
 
 
 @pytest.mark.slow

@@ -1,25 +1,65 @@
-"""segedu.deploy: the exported graph computes what the model computes, and misuse says why."""
+"""segedu.deploy: exported graphs compute what the model computes (at every batch size, and at
+every size where the architecture allows it), folding changes nothing, INT8 stays close, the
+measurements say what they measured, and misuse says why. The per-model ONNX check of every zoo
+model is in test_zoo.py's shared routine."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import segedu
-from segedu.deploy import OutputOnly, export_onnx, run_onnx
+from segedu.cli import main
+from segedu.deploy import (
+    OutputOnly,
+    calibration_images,
+    count_batchnorms,
+    count_flops,
+    export_onnx,
+    fold_batchnorm,
+    fold_conv_bn,
+    input_shape,
+    int8_report,
+    measure_latency,
+    onnx_session,
+    quantize_onnx,
+    run_onnx,
+    tensorrt_status,
+)
 
 pytest.importorskip("onnxruntime")
+
+
+def small(name: str) -> nn.Module:
+    return segedu.build_model(name, 3, width=0.125).eval()
+
+
+def _randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Running statistics and affine parameters that are not the identity."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    model = segedu.build_model("fcn32s", 3, width=0.125).eval()
+    model = small("fcn32s")
     x = torch.randn(1, 3, 40, 56)
-    return model, x, export_onnx(model, tmp_path_factory.mktemp("onnx") / "fcn32s.onnx", x)
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "fcn32s.onnx", x,
+                       dynamic_batch=False)
+    return model, x, path
 
 
 def test_output_only_returns_the_out_logits():
-    model = segedu.build_model("fcn32s", 3, width=0.125).eval()
+    model = small("fcn32s")
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(OutputOnly(model)(x), model(x)["out"])
@@ -33,8 +73,9 @@ def test_exported_model_agrees_with_pytorch_and_accepts_numpy(exported):
     np.testing.assert_allclose(run_onnx(path, x.numpy()), expected, rtol=1e-3, atol=1e-5)
 
 
-def test_running_an_export_at_another_size_is_a_clear_error(exported):
+def test_running_a_fixed_size_export_at_another_size_is_a_clear_error(exported):
     _, _, path = exported
+    assert input_shape(path) == [1, 3, 40, 56]
     with pytest.raises(ValueError, match=r"exported for inputs of shape \[1, 3, 40, 56\]"):
         run_onnx(path, torch.randn(1, 3, 64, 64))
 
@@ -44,3 +85,148 @@ def test_export_checks_the_example_like_a_forward_pass(tmp_path):
     with pytest.raises(ValueError, match="3 channels"):
         export_onnx(model, tmp_path / "m.onnx", torch.randn(1, 1, 32, 32))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_dynamic_size_export_runs_at_other_sizes_and_batches(tmp_path):
+    torch.manual_seed(0)
+    model = small("fcn32s")
+    path = export_onnx(model, tmp_path / "m.onnx", torch.randn(2, 3, 64, 48), dynamic_size=True)
+    assert input_shape(path) == ["batch", 3, "height", "width"]
+    session = onnx_session(path)
+    for shape in [(1, 3, 67, 45), (3, 3, 40, 100)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = model(x)["out"].numpy()
+        np.testing.assert_allclose(run_onnx(session, x), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_pspnet_refuses_a_dynamic_size_because_its_bins_are_baked_into_the_graph(tmp_path):
+    # symbolic H and W in the file, but index lists computed for 64x64: wrong at any other size
+    with pytest.raises(ValueError, match="computes something else"):
+        export_onnx(small("pspnet"), tmp_path / "m.onnx", torch.randn(2, 3, 64, 64),
+                    dynamic_size=True)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fold_conv_bn_equals_the_pair_in_eval_mode_with_and_without_bias():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 11)
+    for bias, groups in [(False, 1), (True, 2)]:
+        conv = nn.Conv2d(4, 6, 3, padding=1, bias=bias, groups=groups)
+        bn = _randomise_batchnorm(nn.BatchNorm2d(6))
+        folded = fold_conv_bn(conv, bn)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
+        assert folded.bias is not None and conv.bias is (None if not bias else conv.bias)
+
+
+def test_fold_conv_bn_rejects_layers_that_do_not_fit():
+    with pytest.raises(ValueError, match="6 output channels but the BatchNorm normalises 5"):
+        fold_conv_bn(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(5))
+    with pytest.raises(ValueError, match="nn.Conv2d and an nn.BatchNorm2d"):
+        fold_conv_bn(nn.Linear(3, 6), nn.BatchNorm2d(6))
+
+
+@pytest.mark.parametrize("name", ["deeplabv3_mobilenet_v3_large", "fcn_resnet50", "segnet",
+                                  "lraspp_mobilenet_v3_large"])
+def test_folding_a_whole_model_removes_every_batchnorm_and_keeps_its_outputs(name):
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(small(name))
+    folded = fold_batchnorm(model)
+    assert count_batchnorms(model) > 0 and count_batchnorms(folded) == 0
+    x = torch.randn(2, 3, 67, 45)
+    with torch.no_grad():
+        expected = model(x)["out"]
+        torch.testing.assert_close(folded(x)["out"], expected, rtol=1e-4,
+                                   atol=1e-5 * float(expected.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(small("lraspp_mobilenet_v3_large"))
+    tmp = tmp_path_factory.mktemp("int8")
+    fp32 = export_onnx(model, tmp / "fp32.onnx", torch.randn(2, 3, 64, 64))
+    int8 = quantize_onnx(fp32, tmp / "int8.onnx", calibration_images(4, 64))
+    return model, fp32, int8
+
+
+def test_int8_graph_keeps_the_dynamic_batch_and_stays_close_to_fp32(quantized):
+    model, _, int8 = quantized
+    x = torch.cat(calibration_images(3, 64, seed=7))
+    with torch.no_grad():
+        expected = model(x)["out"]
+    got = torch.from_numpy(run_onnx(int8, x))
+    assert got.shape == expected.shape
+    # INT8 rounds every activation: close to the logits' range, not bit-exact
+    assert float((got - expected).abs().max()) < 0.1 * float(expected.abs().max())
+
+
+def test_int8_report_names_the_ops_that_stayed_float_and_their_share(quantized):
+    _, _, int8 = quantized
+    report = int8_report(int8, torch.randn(1, 3, 64, 64), runs=1)
+    assert report.nodes["int8"].get("QLinearConv", 0) > 0
+    assert "HardSigmoid" in report.float_ops()  # h-swish has no integer kernel
+    assert abs(sum(report.share.values()) - 1) < 1e-6
+    assert json.dumps(report.to_json())
+
+
+def test_latency_reports_median_spread_and_threads():
+    latency = measure_latency(lambda: sum(range(1000)), warmup=1, repeats=5, threads=1)
+    assert latency.repeats == 5 and latency.threads == 1
+    assert latency.min <= latency.q1 <= latency.median <= latency.q3 <= latency.max
+    assert "1 threads" in str(latency)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        measure_latency(lambda: None, repeats=0)
+
+
+class _ConvOnly(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+def test_flops_of_a_conv_are_two_per_multiply_add():
+    assert count_flops(_ConvOnly(), torch.randn(1, 3, 10, 10)) == 2 * (3 * 3 * 3) * 8 * 10 * 10
+
+
+def test_tensorrt_is_either_available_or_skipped_with_a_reason():
+    available, reason = tensorrt_status()
+    assert isinstance(available, bool) and reason
+    if not torch.cuda.is_available():
+        assert not available and "CUDA" in reason
+
+
+def test_cli_export_writes_fp32_and_int8_graphs(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+                 "--size", "48", "--format", "onnx", "--int8", "--calibrate", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "INT8" in printed
+    assert input_shape(out)[0] == "batch" and (tmp_path / "m_int8.onnx").exists()
+    x = torch.randn(2, 3, 48, 48)
+    assert run_onnx(tmp_path / "m_int8.onnx", x).shape == (2, 3, 48, 48)
+
+
+def test_cli_export_with_a_checkpoint_and_bad_options(tmp_path, capsys):
+    model = segedu.build_model("fcn32s", 3, width=0.125)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+                 "--size", "64", "--checkpoint", str(tmp_path / "w.pt"), "--dynamic",
+                 "--out", str(tmp_path / "m.onnx")]) == 0
+    assert input_shape(tmp_path / "m.onnx") == ["batch", 3, "height", "width"]
+    assert main(["export", "--model", "fcn32s", "--format", "tflite"]) == 2
+    assert "--format 'tflite' is not supported" in capsys.readouterr().err
+
+
+def test_cli_bench_prints_a_table_with_the_load_and_threads(capsys):
+    assert main(["bench", "--model", "lraspp_mobilenet_v3_large", "--num-classes", "3",
+                 "--width", "0.125", "--size", "64", "--repeats", "2", "--calibrate", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "GFLOPs" in out and "load average" in out and "1 threads" in out
+    for runtime in ("PyTorch eager FP32", "onnxruntime FP32", "onnxruntime INT8"):
+        assert runtime in out

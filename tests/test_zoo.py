@@ -1,8 +1,9 @@
 """One routine every model in the zoo passes (in the style of segmentation_models_pytorch's
 shared model tests): the output contract at odd sizes and batch sizes 1 and 2, a training step
 with batch size 1, deterministic evaluation, a strict state_dict round trip, clear errors for
-bad input, ONNX export checked in onnxruntime, and ``torch.compile`` capturing forward and
-backward as one graph. A new chapter's model is covered as soon as it is registered in the zoo.
+bad input, ONNX export with a dynamic batch checked in onnxruntime at batch 1 and 3, and
+``torch.compile`` capturing forward and backward as one graph. A new chapter's model is covered
+as soon as it is registered in the zoo.
 
 Models are built at width 1/8 (the CPU profile's networks: same layers, fewer channels), so
 every zoo factory must accept ``width``.
@@ -23,7 +24,7 @@ import torch
 from contract import assert_logits_at_input_size, assert_rejects_bad_images
 
 import segedu
-from segedu.deploy import export_onnx, run_onnx
+from segedu.deploy import export_onnx, onnx_session, run_onnx
 from segedu.train import segmentation_loss
 from segedu.zoo import get_factory
 
@@ -101,20 +102,23 @@ def test_every_zoo_model_rejects_bad_input_with_a_value_error(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_zoo_model_exports_to_onnx_and_onnxruntime_agrees(name, tmp_path):
+def test_every_zoo_model_exports_to_onnx_with_a_dynamic_batch_and_onnxruntime_agrees(name,
+                                                                                     tmp_path):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = _perturbed(name)
-    x = torch.randn(1, 3, 67, 45)  # odd: pooled maps that bins and strides do not divide
-    path = export_onnx(model, tmp_path / f"{name}.onnx", x)
+    x = torch.randn(3, 3, 67, 45)  # odd: pooled maps that bins and strides do not divide
+    path = export_onnx(model, tmp_path / f"{name}.onnx", x[:2], dynamic_batch=True)
+    session = onnx_session(path)
     with torch.no_grad():
         expected = model(x)["out"].numpy()
-    got = run_onnx(path, x)
-    assert got.shape == expected.shape
-    # onnxruntime sums in another order than PyTorch: compare relative to the logits' scale.
-    scale = float(abs(expected).max())
-    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected),
-                               rtol=1e-3, atol=1e-4 * max(1.0, scale))
+    for batch in (1, 3):  # exported at batch 2: one file serves every batch size
+        got = run_onnx(session, x[:batch])
+        assert got.shape == expected[:batch].shape
+        # onnxruntime sums in another order than PyTorch: compare relative to the logits' scale.
+        scale = float(abs(expected).max())
+        torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected[:batch]),
+                                   rtol=1e-3, atol=1e-4 * max(1.0, scale))
 
 
 @pytest.mark.parametrize("name", NAMES)
