@@ -213,9 +213,10 @@ def test_cli_export_writes_fp32_and_int8_graphs(tmp_path, capsys):
 
 
 def test_cli_export_with_a_checkpoint_and_bad_options(tmp_path, capsys):
-    model = segedu.build_model("fcn32s", 3, width=0.125)
+    model = segedu.build_model("lraspp_mobilenet_v3_large", 3, width=0.125)
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+    assert main(["export", "--model", "lraspp_mobilenet_v3_large", "--num-classes", "3",
+                 "--width", "0.125",
                  "--size", "64", "--checkpoint", str(tmp_path / "w.pt"), "--dynamic",
                  "--out", str(tmp_path / "m.onnx")]) == 0
     assert input_shape(tmp_path / "m.onnx") == ["batch", 3, "height", "width"]

@@ -14,8 +14,9 @@ input sizes. The new exporter decomposes the operation into index arithmetic and
 symbol: one file serves batch 1 and batch 32. ``dynamic_size=True`` also makes H and W symbols
 (32 to 4096 pixels).
 That works where every size the network computes is a formula of H and W that ``torch.export``
-can trace: FCN (its crop offsets are such formulas), U-Net, the DeepLabs, LR-ASPP. It does not
-where the code needs the size's *value*:
+can trace: U-Net, the DeepLabs, LR-ASPP. FCN depends on the example: exported at 64x48 its graph
+is right at other sizes, exported at 64x64 or 32x32 it is not (sizes the exporter specialised
+on). It does not work where the code needs the size's *value*:
 
 * RefineNet and Light-Weight RefineNet, SegNet: their code turns sizes into Python integers
   (``int(s)`` in ``refinenet.upsample_aligned``, in ``segnet.max_unpool``'s output size and its
@@ -25,8 +26,7 @@ where the code needs the size's *value*:
   other size (ONNX Runtime fails with an out-of-range index).
 
 Export at a size where no feature map is 1x1: ``torch.export`` treats a size of 1 as a special
-case and bakes it in (FCN-32s exported at 32x32, whose pool5 map is 1x1, is wrong at other sizes;
-exported at 64x48 it is right). :func:`export_onnx` checks all of this: it raises a
+case and bakes it in. :func:`export_onnx` checks all of this: it raises a
 ``ValueError`` when a dimension was fixed, and runs the graph at a second size against PyTorch
 before it returns. Export those models once per
 deployment size (the file then checks the size it is given, :func:`run_onnx`).

@@ -96,12 +96,17 @@ class _Images:
 
 def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike,
                   calibration: Iterable[torch.Tensor] | torch.Tensor, *,
-                  per_channel: bool = True, exclude_ops: Iterable[str] = ()) -> Path:
+                  activations: str = "int8", per_channel: bool = True,
+                  exclude_ops: Iterable[str] = ()) -> Path:
     """Quantize the FP32 graph at ``fp32_path`` to INT8 (QDQ, S8S8, per-channel weights,
     min-max calibration) and write it to ``int8_path``.
 
     ``calibration``: image batches (tensors (N, 3, H, W), or ``(images, masks)`` pairs from a
     loader, or one tensor) at the deployment size, normalised as the model was trained.
+    ``activations``: ``"int8"`` (S8S8, ONNX Runtime's documented first choice) or ``"uint8"``
+    (U8S8). Measured here (ONNX Runtime 1.32, x86 with VNNI): with S8S8 the residual additions
+    of a ResNet get no integer kernel, so the convolutions feeding them stay float between Q/DQ
+    pairs; with U8S8 every conv and addition runs in integers (``benchmarks/quantize.py``).
     ``exclude_ops``: op types to leave in floating point (e.g. ``["ConvTranspose"]``).
     """
     from onnxruntime.quantization import (
@@ -112,6 +117,9 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    if activations not in types:
+        raise ValueError(f"activations must be 'int8' or 'uint8', got {activations!r}.")
     if isinstance(calibration, torch.Tensor):
         calibration = list(calibration.split(1))
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -125,7 +133,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike,
         input_name = graph.graph.input[0].name
         quantize_static(
             str(prepared), str(int8_path), _Images(calibration, input_name),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+            quant_format=QuantFormat.QDQ, activation_type=types[activations],
             weight_type=QuantType.QInt8, per_channel=per_channel,
             calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
         )
