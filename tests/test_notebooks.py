@@ -31,7 +31,8 @@ def test_lesson_notebook_passes_nbval_lax_on_cpu(notebook, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", str(notebook),
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
-         "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+         "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-p", "no:randomly", "-q",
          "--rootdir", str(tmp_path)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )
