@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
-from torchvision import tv_tensors
 
 from .synthetic import SyntheticSet, hsv, pixel_grid, upsample_matrix
 
@@ -64,17 +62,3 @@ class SmallObjects(SyntheticSet):
             label[dist < 0] = cls
         image = image + rng.standard_normal(image.shape).astype(np.float32) * 0.02
         return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), label
-
-    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        index = self._check_index(index)
-        if index in self._cache:
-            image_u8, mask_u8 = self._cache[index]
-        else:
-            image_u8, mask_u8 = self._render(index)
-            if self.cache:
-                self._cache[index] = (image_u8, mask_u8)
-        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
-        mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask

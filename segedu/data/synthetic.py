@@ -150,6 +150,23 @@ class SyntheticSet(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} samples.")
         return index
 
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """Sample ``index`` as ``(image, mask)``, rendered by the subclass's ``_render(index)``
+        (uint8 image, uint8 labels) and cached; a set with another layout overrides this."""
+        index = self._check_index(index)
+        if index in self._cache:
+            image_u8, mask_u8 = self._cache[index]
+        else:
+            image_u8, mask_u8 = self._render(index)
+            if self.cache:
+                self._cache[index] = (image_u8, mask_u8)
+        # Convert in NumPy: torch would spin up its thread pool for this tiny op.
+        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
+        mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self._SPLITS[self.split], index])
 
@@ -220,21 +237,6 @@ class SyntheticShapes(SyntheticSet):
         self.max_shapes = int(max_shapes)
         self.ignore_boundary = ignore_boundary
         self.hue_jitter = float(hue_jitter)
-
-    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        index = self._check_index(index)
-        if index in self._cache:
-            image_u8, mask_u8 = self._cache[index]
-        else:
-            image_u8, mask_u8 = self._render(index)
-            if self.cache:
-                self._cache[index] = (image_u8, mask_u8)
-        # Convert in NumPy: torch would spin up its thread pool for this tiny op.
-        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
-        mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
 
     def layout(self, index: int) -> list[Shape]:
         """The objects drawn into sample ``index``, bottom to top (the painter's order)."""
