@@ -50,3 +50,17 @@ def test_the_grading_engine_never_imports_the_chapters_exercises(tmp_path):
     result = _lint(tmp_path)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
     assert "segedu.grading.engine.judge -> segedu.grading.content" in result.stdout
+
+
+def test_importing_the_package_does_not_import_torchvision():
+    # torchvision's import costs about as much as torch's (it pulls in torch._dynamo); every
+    # graded submission and every CLI call imports segedu, and only the data sets, the weight
+    # downloads and the receptive-field tool need torchvision: they import it themselves.
+    code = ("import sys, segedu, segedu.cli, segedu.zoo, segedu.deploy,"
+            " segedu.grading.engine.child;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={"PYTHONPATH": str(ROOT),
+                                                         "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout

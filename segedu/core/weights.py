@@ -13,8 +13,6 @@ says so and what to do instead; no notebook needs them to run.
 from __future__ import annotations
 
 import torch
-import torchvision.models as tvm
-import torchvision.models.segmentation as tvs
 from torch import nn
 
 __all__ = [
@@ -48,6 +46,11 @@ def download_state_dict(weights_enum: str, variant: str = "DEFAULT",
     Raises:
         WeightsUnavailableError: with the reason and what to do, when the download fails.
     """
+    # Imported here, not at the top: importing torchvision costs about as much as importing
+    # torch (it pulls in torch._dynamo), and most programs never download weights.
+    import torchvision.models as tvm
+    import torchvision.models.segmentation as tvs
+
     enum = getattr(tvm, weights_enum, None) or getattr(tvs, weights_enum)
     weights = enum[variant] if variant != "DEFAULT" else enum.DEFAULT
     try:
