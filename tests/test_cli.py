@@ -2,6 +2,7 @@
 
 import json
 import math
+import runpy
 import subprocess
 import sys
 
@@ -93,3 +94,14 @@ def test_check_and_grade_commands_report_scores_and_exit_codes(capsys, tmp_path)
     gradescope = json.loads(results.read_text())
     assert gradescope["score"] == sum(t["max_score"] for t in gradescope["tests"]) > 0
     assert "ch01.bilinear_kernel" in summary.read_text()
+
+
+@pytest.mark.parametrize("module", ["segedu", "segedu.cli"])
+def test_python_dash_m_runs_the_segedu_command(module, monkeypatch, capsys):
+    # what `python -m segedu models` (and torchrun's `-m segedu.cli`) runs, in this process
+    monkeypatch.setattr(sys, "argv", [module, "models"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    assert "fcn8s" in capsys.readouterr().out.split()
+
