@@ -7,6 +7,7 @@
     segedu eval --checkpoint FILE    evaluate a checkpoint (--multiscale, --window)
     segedu export --model NAME       export to ONNX (dynamic batch; --dynamic: also H and W),
                                      --int8 --calibrate N: quantized with ONNX Runtime
+                                     (--activations int8|uint8: S8S8, the default, or U8S8)
     segedu bench --model NAME        latency of eager PyTorch, ONNX Runtime FP32 and INT8, FLOPs
     segedu assign [--check]          generate exercises/ from solutions/ (or check it is current);
                                      --bundle DIR also writes the instructor bundle

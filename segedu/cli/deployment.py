@@ -4,6 +4,7 @@ latency."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def run_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--format {args.format!r} is not supported; use --format onnx")
     if args.calibrate < 1:
         raise ValueError(f"--calibrate needs at least one image, got {args.calibrate}")
+    if args.activations is not None and not args.int8:
+        raise ValueError(f"--activations {args.activations} sets the INT8 graph's activation "
+                         "type; add --int8 to write that graph")
+    activations = args.activations or inspect.signature(quantize_onnx).parameters[
+        "activations"].default                       # the library's default, said once there
     model = _build_for_deployment(args)
     out = Path(args.out or f"{args.model}.onnx")
     example = torch.randn(1, 3, args.size, args.size)
@@ -37,9 +43,10 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} (input {input_shape(out)}, {time.perf_counter() - start:.1f} s)")
     if args.int8:
         int8 = out.with_name(out.stem + "_int8.onnx")
-        quantize_onnx(out, int8, calibration_images(args.calibrate, args.size))
-        print(f"wrote {int8} (INT8: QDQ, per-channel weights, calibrated on {args.calibrate} "
-              f"synthetic images at {args.size}x{args.size})")
+        quantize_onnx(out, int8, calibration_images(args.calibrate, args.size),
+                      activations=activations)
+        print(f"wrote {int8} (INT8: QDQ, {activations} activations, per-channel int8 weights, "
+              f"calibrated on {args.calibrate} synthetic images at {args.size}x{args.size})")
     return 0
 
 
@@ -104,6 +111,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             deploy.add_argument("--out", default=None, help="output file (NAME.onnx)")
             deploy.add_argument("--int8", action="store_true",
                                 help="also write NAME_int8.onnx, quantized with ONNX Runtime")
+            deploy.add_argument("--activations", choices=("int8", "uint8"), default=None,
+                                help="with --int8: the activations' type, int8 (S8S8, the "
+                                     "default) or uint8 (U8S8: on x86 more ops get integer "
+                                     "kernels, e.g. ResNet's residual additions)")
             deploy.add_argument("--dynamic", action="store_true",
                                 help="dynamic height and width too (not every model allows it)")
             deploy.set_defaults(func=run_export)
