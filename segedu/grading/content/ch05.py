@@ -1,7 +1,7 @@
 """Chapter 5 exercises (DeepLab): the functions students write in ``05_deeplab.ipynb``.
 
 Each exercise's reference is the implementation in :mod:`segedu.deeplab` or
-:mod:`segedu.tools.receptive`. Case inputs are built from seeded generators, so the student's
+:mod:`segedu.core.sizes`. Case inputs are built from seeded generators, so the student's
 process and the grader's build the same tensors.
 """
 
