@@ -14,7 +14,6 @@ Times are medians over ``--repeats`` runs after one warm-up, batch 1, on the CPU
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,17 +21,7 @@ from pathlib import Path
 import torch
 
 import segedu
-from segedu.deploy import export_onnx
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+from segedu.deploy import export_onnx, measure_latency
 
 
 def main() -> None:
@@ -63,12 +52,8 @@ def main() -> None:
             # the largest difference with the largest logit.
             scale = float(expected.abs().max().clamp(min=1e-12))
 
-            def eager(model=model, x=x):
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-
-            eager_ms = median_ms(eager, args.repeats)
+            eager_ms = measure_latency(lambda model=model, x=x: model(x), warmup=1,
+                                       repeats=args.repeats, device=device).median
             row = f"{name:30} {eager_ms:9.1f}"
             diffs = []
             if args.no_compile:
@@ -80,12 +65,9 @@ def main() -> None:
                 compile_s = time.perf_counter() - start
                 diffs.append(float((got - expected).abs().max() / scale))
 
-                def run_compiled(compiled=compiled, x=x):
-                    compiled(x)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-
-                compiled_ms = median_ms(run_compiled, args.repeats)
+                compiled_ms = measure_latency(lambda compiled=compiled, x=x: compiled(x),
+                                              warmup=1, repeats=args.repeats,
+                                              device=device).median
                 row += f" {compile_s:9.1f} {compiled_ms:11.1f} {compiled_ms / eager_ms:6.2f}"
                 torch._dynamo.reset()
             if args.no_onnx:
@@ -103,8 +85,9 @@ def main() -> None:
                     feed = {"image": cpu_x.numpy()}
                     got = torch.from_numpy(session.run(["out"], feed)[0])
                     diffs.append(float((got - expected.cpu()).abs().max() / scale))
-                    ort_ms = median_ms(lambda session=session, feed=feed: session.run(None, feed),
-                                       args.repeats)
+                    ort_ms = measure_latency(
+                        lambda session=session, feed=feed: session.run(None, feed), warmup=1,
+                        repeats=args.repeats).median
                     model.to(device)
                 eager_cpu = eager_ms if device.type == "cpu" else float("nan")
                 row += f" {export_s:8.1f} {ort_ms:9.1f} {ort_ms / eager_cpu:6.2f}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_results
 from torch import nn
 
 import segedu
@@ -177,11 +177,7 @@ def main() -> None:
         entry["int8_over_eager_64"] = timings[f"{name}/int8"].median / eager
         if reference:
             entry["eager_over_deeplabv3_resnet50_64"] = eager / reference
-    results["machine_at_end"] = machine_info()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "validation": ("segedu/core/validation.py", ["tests/test_validation.py"]),
     "sizes": ("segedu/core/sizes.py", ["tests/test_sizes.py"]),
     "metrics": ("segedu/core/metrics.py", ["tests/test_metrics.py"]),
-    "receptive": ("segedu/tools/receptive.py", ["tests/test_receptive.py"]),
+    "receptive": ("segedu/tools/receptive/*", ["tests/test_receptive.py"]),
 }
 
 #: Surviving mutants that behave exactly like the original: mutant name -> why.

@@ -10,13 +10,12 @@ alike; the median of each is reported with the ratio ours / torchvision.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchvision
 
 from segedu import backbones, deeplab, fcn
+from segedu.deploy import compare_latency
 
 
 def pairs():
@@ -50,20 +49,11 @@ def main() -> None:
     for name, ours, theirs in pairs():
         ours.load_state_dict(theirs.state_dict(), strict=True)
         ours, theirs = ours.eval().to(device), theirs.eval().to(device)
-        times = {"ours": [], "theirs": []}
         with torch.inference_mode():
-            ours(x), theirs(x)  # warm-up
-            for _ in range(args.repeats):
-                for key, model in (("ours", ours), ("theirs", theirs)):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    start = time.perf_counter()
-                    model(x)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    times[key].append(time.perf_counter() - start)
-        a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
-        print(f"{name:<14}{1000 * a:>10.1f}{1000 * b:>10.1f}{a / b:>8.2f}")
+            runners = {key: (lambda m=m: m(x)) for key, m in (("ours", ours), ("theirs", theirs))}
+            times = compare_latency(runners, warmup=1, repeats=args.repeats, device=device)
+        a, b = times["ours"].median, times["theirs"].median
+        print(f"{name:<14}{a:>10.1f}{b:>10.1f}{a / b:>8.2f}")
 
 
 if __name__ == "__main__":

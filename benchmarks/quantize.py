@@ -23,13 +23,13 @@ does not depend on the weights' values. Accuracy is ``benchmarks/mobile_vs_resne
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import write_results
 
 import segedu
 from segedu.deploy import (
@@ -174,11 +174,7 @@ def main() -> None:
               f"INT8 time: float ops {share.get('float', 0):.0%}, Q/DQ "
               f"{share.get('convert', 0):.0%}; float ops "
               f"{entry['int8_report']['nodes'].get('float', {})}", flush=True)
-    results["machine_at_end"] = machine_info()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

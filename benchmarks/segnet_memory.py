@@ -27,14 +27,13 @@ them.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import segedu
 from segedu import fcn, segnet
+from segedu.deploy import measure_latency
 
 
 def mb(*tensors: torch.Tensor) -> float:
@@ -92,19 +91,11 @@ def main() -> None:
     for name, factory in (("SegNet", segnet.segnet), ("FCN-8s", fcn.fcn8s)):
         model = factory(args.classes).to(device).eval()
         x = torch.randn(1, 3, *size, device=device)
-        times = []
         with torch.no_grad():
-            model(x)  # warm-up
-            for _ in range(args.repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
-        print(f"{name}: forward {statistics.median(times):.3f} s (median of {args.repeats}) "
-              f"on {device}, {torch.get_num_threads()} threads")
+            latency = measure_latency(lambda m=model, x=x: m(x), warmup=1,
+                                      repeats=args.repeats, device=device)
+        print(f"{name}: forward {latency.median / 1000:.3f} s (median of {args.repeats}) "
+              f"on {device}, {latency.threads} threads")
 
 
 if __name__ == "__main__":

@@ -251,21 +251,26 @@ class ASPP(nn.Module):
     """Atrous spatial pyramid pooling of DeepLab v3 (Sec. 3.3, Fig. 5).
 
     ``convs``: a 1x1 conv + BN + ReLU, one :class:`ASPPConv` per rate, and :class:`ASPPPooling`
-    — ``len(rates) + 2`` branches of ``out_channels`` each, concatenated; ``project``: a 1x1
-    conv back to ``out_channels`` + BN + ReLU + Dropout(0.5). Module names as in torchvision.
-
-    The argument order is the paper's wording, ``(in, out, rates)``; torchvision's is
-    ``ASPP(in_channels, atrous_rates, out_channels=256)`` (the state_dicts are the same).
+    — ``len(atrous_rates) + 2`` branches of ``out_channels`` each, concatenated; ``project``: a
+    1x1 conv back to ``out_channels`` + BN + ReLU + Dropout(0.5). The signature, the module
+    names and so the state_dict are torchvision's: ``ASPP(in_channels, atrous_rates,
+    out_channels=256)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 256,
-                 rates: Sequence[int] = (6, 12, 18)) -> None:
+    def __init__(self, in_channels: int, atrous_rates: Sequence[int],
+                 out_channels: int = 256) -> None:
         super().__init__()
-        if isinstance(out_channels, bool) or not isinstance(out_channels, int):
-            raise ValueError(f"out_channels must be an int, got {out_channels!r}; the order is "
-                             "ASPP(in_channels, out_channels, rates) (torchvision's is "
-                             "(in_channels, atrous_rates, out_channels)).")
-        self.rates = tuple(int(r) for r in rates)
+        if (isinstance(atrous_rates, (str, bytes)) or not isinstance(atrous_rates, Sequence)
+                or not atrous_rates or not all(isinstance(r, int) and not isinstance(r, bool)
+                                               and r >= 1 for r in atrous_rates)):
+            raise ValueError(f"atrous_rates must be a non-empty sequence of positive ints such as "
+                             f"(6, 12, 18), got {atrous_rates!r}; the signature is "
+                             "ASPP(in_channels, atrous_rates, out_channels=256), as torchvision's.")
+        self.rates = tuple(atrous_rates)
+        if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
+            raise ValueError(f"out_channels must be a positive int, got {out_channels!r}; "
+                             "the signature is ASPP(in_channels, atrous_rates, out_channels=256), "
+                             "as torchvision's.")
         modules: list[nn.Module] = [nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
@@ -295,9 +300,9 @@ class DeepLabHead(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, num_classes: int,
-                 rates: Sequence[int] = (12, 24, 36), channels: int = 256) -> None:
+                 atrous_rates: Sequence[int] = (12, 24, 36), channels: int = 256) -> None:
         super().__init__(
-            ASPP(in_channels, channels, rates),
+            ASPP(in_channels, atrous_rates, channels),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
             nn.ReLU(),
@@ -383,7 +388,7 @@ class DeepLabV3PlusHead(nn.Module):
                  rates: Sequence[int] = (6, 12, 18), *, channels: int = 256,
                  low_level_out: int = 48) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, channels, rates)
+        self.aspp = ASPP(in_channels, rates, channels)
         self.decoder = DeepLabV3PlusDecoder(channels, low_level_channels,
                                             low_level_out=low_level_out, channels=channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)

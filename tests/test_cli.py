@@ -2,6 +2,7 @@
 
 import json
 import math
+import runpy
 import subprocess
 import sys
 
@@ -93,3 +94,45 @@ def test_check_and_grade_commands_report_scores_and_exit_codes(capsys, tmp_path)
     gradescope = json.loads(results.read_text())
     assert gradescope["score"] == sum(t["max_score"] for t in gradescope["tests"]) > 0
     assert "ch01.bilinear_kernel" in summary.read_text()
+
+
+@pytest.mark.parametrize("module", ["segedu", "segedu.cli"])
+def test_python_dash_m_runs_the_segedu_command(module, monkeypatch, capsys):
+    # what `python -m segedu models` (and torchrun's `-m segedu.cli`) runs, in this process
+    monkeypatch.setattr(sys, "argv", [module, "models"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    assert "fcn8s" in capsys.readouterr().out.split()
+
+
+def _activation_types(int8_path) -> set[str]:
+    """The element types of the activations' zero points (QuantizeLinear's third input)."""
+    import onnx
+
+    graph = onnx.load(str(int8_path)).graph
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    found = {zero_points[node.input[2]] for node in graph.node
+             if node.op_type == "QuantizeLinear" and len(node.input) > 2}
+    return {onnx.TensorProto.DataType.Name(t) for t in found}
+
+
+def test_export_int8_with_uint8_activations_writes_a_u8s8_graph(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+                 "--size", "48", "--int8", "--activations", "uint8", "--calibrate", "2",
+                 "--out", str(out)]) == 0
+    assert "uint8 activations" in capsys.readouterr().out
+    assert _activation_types(tmp_path / "m_int8.onnx") == {"UINT8"}
+
+
+def test_export_activations_rejects_a_bad_value_and_a_missing_int8(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", "fcn32s", "--int8", "--activations", "u8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'u8'" in err and "'int8', 'uint8'" in err
+    assert main(["export", "--model", "fcn32s", "--activations", "uint8",
+                 "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "add --int8" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -87,7 +87,7 @@ def test_aspp_matches_torchvision_structure_state_dict_and_outputs():
     from torchvision.models.segmentation.deeplabv3 import ASPP as TorchvisionASPP
 
     theirs = TorchvisionASPP(16, [2, 4, 6], out_channels=8).eval()
-    ours = deeplab.ASPP(16, 8, (2, 4, 6)).eval()
+    ours = deeplab.ASPP(16, [2, 4, 6], out_channels=8).eval()   # the same call
     assert {k: v.shape for k, v in ours.state_dict().items()} == {
         k: v.shape for k, v in theirs.state_dict().items()}
     ours.load_state_dict(theirs.state_dict(), strict=True)
@@ -97,9 +97,21 @@ def test_aspp_matches_torchvision_structure_state_dict_and_outputs():
     assert ours.project[0].in_channels == 5 * 8  # 1x1 + three atrous + image pooling
 
 
-def test_aspp_rejects_torchvisions_argument_order_clearly():
-    with pytest.raises(ValueError, match="out_channels must be an int"):
-        deeplab.ASPP(16, [6, 12, 18])
+def test_aspp_takes_torchvisions_signature_with_its_default_width():
+    aspp = deeplab.ASPP(in_channels=16, atrous_rates=(6, 12, 18))
+    assert aspp.rates == (6, 12, 18)
+    assert aspp.project[0].out_channels == 256
+
+
+@pytest.mark.parametrize("rates", [8, (), (6, 0, 18), (6.0, 12, 18), "6,12,18"])
+def test_aspp_rejects_rates_that_are_not_positive_ints_clearly(rates):
+    with pytest.raises(ValueError, match=r"atrous_rates must be .*ASPP\(in_channels, atrous_rates"):
+        deeplab.ASPP(16, rates, 8)
+
+
+def test_aspp_rejects_a_width_that_is_not_a_positive_int_clearly():
+    with pytest.raises(ValueError, match="out_channels must be a positive int"):
+        deeplab.ASPP(16, (6, 12, 18), (8,))
 
 
 def test_aspp_rates_follow_the_output_stride():

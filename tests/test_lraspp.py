@@ -1,42 +1,12 @@
-"""LR-ASPP (MobileNetV3 paper, Sec. 6.3): torchvision's network key for key and output for output,
-and the head computing what Fig. 10 draws. The shared contract is tested in test_zoo.py."""
+"""LR-ASPP (MobileNetV3 paper, Sec. 6.3): the head computing what Fig. 10 draws. That it is
+torchvision's network key for key and output for output is a row of the parity table in
+test_torchvision_parity.py; the shared contract is tested in test_zoo.py."""
 
 import pytest
 import torch
-import torchvision
 
 import segedu
 from segedu.deploy.lraspp import LRASPPHead, lite_aspp, lraspp_mobilenet_v3_large
-
-
-@pytest.fixture(scope="module")
-def pair():
-    torch.manual_seed(0)
-    tv = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=21).eval()
-    with torch.no_grad():  # BatchNorm statistics that are not the identity
-        for name, buffer in tv.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                buffer.uniform_(0.5, 2.0)
-    ours = lraspp_mobilenet_v3_large(21).eval()
-    return ours, tv
-
-
-def test_lraspp_has_torchvisions_state_dict_and_parameter_count(pair):
-    ours, tv = pair
-    assert ours.load_state_dict(tv.state_dict(), strict=True)
-    assert segedu.count_parameters(ours) == segedu.count_parameters(tv) == 3_221_538
-
-
-@pytest.mark.parametrize("size", [(97, 131), (64, 64)])
-def test_lraspp_outputs_equal_torchvisions_at_odd_and_even_sizes(pair, size):
-    ours, tv = pair
-    ours.load_state_dict(tv.state_dict(), strict=True)
-    x = torch.randn(2, 3, *size)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x)["out"], tv(x)["out"], rtol=0, atol=0)
 
 
 def test_lite_aspp_gates_the_1x1_branch_by_the_pooled_sigmoid():

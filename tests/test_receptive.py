@@ -376,7 +376,8 @@ def test_effective_receptive_field_rejects_a_unit_outside_the_map_and_zero_sampl
 
 
 def test_register_main_path_lets_a_chapter_describe_its_block():
-    from segedu.tools.receptive import _REGISTERED_PATHS, receptive_field, register_main_path
+    from segedu.tools.receptive import receptive_field, register_main_path
+    from segedu.tools.receptive.theoretical import _REGISTERED_PATHS
 
     class Residual(nn.Module):
         def __init__(self):

@@ -56,35 +56,47 @@ def _summary(times_ms: list[float], warmup: int, threads: int) -> Latency:
                    max=max(times_ms), repeats=len(times_ms), warmup=warmup, threads=threads)
 
 
+def _timer(device: torch.device | str | None) -> Callable[[Callable[[], object]], float]:
+    """A function that calls ``fn()`` once and returns its milliseconds. On a CUDA ``device``
+    it waits for the GPU before starting and before stopping the clock: kernels run
+    asynchronously, and without the wait the time would be the launch's, not the work's."""
+    if device is not None and torch.device(device).type == "cuda":
+        def timed(fn: Callable[[], object]) -> float:
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize(device)
+            return 1000 * (time.perf_counter() - start)
+    else:
+        def timed(fn: Callable[[], object]) -> float:
+            start = time.perf_counter()
+            fn()
+            return 1000 * (time.perf_counter() - start)
+    return timed
+
+
 def measure_latency(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10,
-                    threads: int | None = None) -> Latency:
+                    threads: int | None = None,
+                    device: torch.device | str | None = None) -> Latency:
     """Time ``fn()``: ``warmup`` calls first (caches, lazy initialisation, one-off compiles),
     then ``repeats`` timed calls. ``threads`` sets ``torch.set_num_threads`` for the
     measurement (and restores it); ``None`` keeps the current setting. A session of ONNX
     Runtime has its own thread count, set when it is created (``onnx_session(threads=...)``).
+    ``device``: where ``fn`` computes; on a CUDA device each timed call waits for the GPU.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}.")
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(1000 * (time.perf_counter() - start))
-        return _summary(times, warmup, torch.get_num_threads())
-    finally:
-        torch.set_num_threads(before)
+    return compare_latency({"fn": fn}, warmup=warmup, repeats=repeats, threads=threads,
+                           device=device)["fn"]
 
 
 def compare_latency(fns: dict[str, Callable[[], object]], *, warmup: int = 2,
-                    repeats: int = 10, threads: int | None = None) -> dict[str, Latency]:
+                    repeats: int = 10, threads: int | None = None,
+                    device: torch.device | str | None = None) -> dict[str, Latency]:
     """Time several runners *interleaved* (round-robin: a, b, c, a, b, c, ...), so a change in
-    the machine's load hits all of them alike and their ratios stay meaningful."""
+    the machine's load hits all of them alike and their ratios stay meaningful. ``warmup``,
+    ``repeats``, ``threads`` and ``device`` as in :func:`measure_latency`."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}.")
+    timed = _timer(device)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -95,9 +107,7 @@ def compare_latency(fns: dict[str, Callable[[], object]], *, warmup: int = 2,
         times: dict[str, list[float]] = {name: [] for name in fns}
         for _ in range(repeats):
             for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(1000 * (time.perf_counter() - start))
+                times[name].append(timed(fn))
         n = torch.get_num_threads()
         return {name: _summary(t, warmup, n) for name, t in times.items()}
     finally:

@@ -1,7 +1,7 @@
 """Chapter 1 exercises (FCN): the functions students write in ``01_fcn.ipynb``.
 
 Each exercise's reference is the implementation in :mod:`segedu.fcn` or
-:mod:`segedu.tools.receptive`. Case inputs are built from seeded generators, so the student's
+:mod:`segedu.core.sizes`. Case inputs are built from seeded generators, so the student's
 process and the grader's build the same tensors.
 """
 

@@ -1,6 +1,6 @@
 """Chapter 4 exercises (PSPNet): the functions students write in ``04_pspnet.ipynb``.
 
-Each exercise's reference is the implementation in :mod:`segedu.tools.receptive`,
+Each exercise's reference is the implementation in :mod:`segedu.core.sizes`,
 :mod:`segedu.pspnet` or :mod:`segedu.train`. Case inputs are built from seeded generators, so
 the student's process and the grader's build the same tensors and modules.
 """

@@ -1,7 +1,7 @@
 """Chapter 5 exercises (DeepLab): the functions students write in ``05_deeplab.ipynb``.
 
 Each exercise's reference is the implementation in :mod:`segedu.deeplab` or
-:mod:`segedu.tools.receptive`. Case inputs are built from seeded generators, so the student's
+:mod:`segedu.core.sizes`. Case inputs are built from seeded generators, so the student's
 process and the grader's build the same tensors.
 """
 
@@ -75,13 +75,13 @@ _ASPP_PARTS = ("keep the branches in an nn.ModuleList named self.convs and the p
                "in self.project")
 
 
-def _aspp_structure(in_channels: int, out_channels: int,
-                    rates: Sequence[int]) -> Callable[[Any], Any]:
+def _aspp_structure(in_channels: int, rates: Sequence[int],
+                    out_channels: int) -> Callable[[Any], Any]:
     """Summary: the state_dict's names and shapes."""
-    return module_summary(ASPP, (in_channels, out_channels, tuple(rates)), _ASPP_PARTS)
+    return module_summary(ASPP, (in_channels, tuple(rates), out_channels), _ASPP_PARTS)
 
 
-def _aspp_forward(in_channels: int, out_channels: int, rates: Sequence[int],
+def _aspp_forward(in_channels: int, rates: Sequence[int], out_channels: int,
                   size: tuple[int, int], batch: int, seed: int) -> Callable[[Any], Any]:
     """Summary: load seeded weights by name, run the module in eval mode on a seeded map."""
     def run(module: nn.Module) -> torch.Tensor:
@@ -89,19 +89,19 @@ def _aspp_forward(in_channels: int, out_channels: int, rates: Sequence[int],
         module.eval()
         x = randn(batch, in_channels, *size, seed=seed + 100)
         return as_tensor(module(x), returned_by="forward(x)")
-    return module_summary(ASPP, (in_channels, out_channels, tuple(rates)), _ASPP_PARTS, run)
+    return module_summary(ASPP, (in_channels, tuple(rates), out_channels), _ASPP_PARTS, run)
 
 
 #: The course outline's ASPP, as handed out in the exercise notebook: find and fix its bugs.
 OUTLINE_ASPP = """\
 class ASPP(nn.Module):                       # the course outline's version: find the bugs
-    def __init__(self, in_channels, out_channels, rates=(6, 12, 18)):
+    def __init__(self, in_channels, atrous_rates, out_channels=256):
         super().__init__()
         self.convs = [nn.Conv2d(in_channels, out_channels, 1)]
-        for rate in rates:
+        for rate in atrous_rates:
             self.convs.append(nn.Conv2d(in_channels, out_channels, 3, padding=rate,
                                         dilation=rate))
-        self.project = nn.Conv2d(len(rates) + 1, out_channels, 1)
+        self.project = nn.Conv2d(len(atrous_rates) + 1, out_channels, 1)
 
     def forward(self, x):
         res = [conv(x) for conv in self.convs]
@@ -364,7 +364,7 @@ ASPP_EXERCISE = Exercise(
         "the projection, whether any branch sees the whole image (Sec. 3.3, image-level "
         "features), and what follows each convolution in Sec. 3.3 (batch normalisation; "
         "a non-linearity).",
-        "Worked example: ASPP(16, 8, (6, 12, 18)) on (1, 16, 33, 33) has five branches of "
+        "Worked example: ASPP(16, (6, 12, 18), 8) on (1, 16, 33, 33) has five branches of "
         "(1, 8, 33, 33): a 1 x 1 conv, three atrous 3 x 3 convs, image pooling "
         "(ASPPPooling); concatenated (1, 40, 33, 33), projected to (1, 8, 33, 33). Names as "
         "torchvision: self.convs (a ModuleList: a Sequential of conv 1x1 without bias, BN, "
@@ -375,32 +375,32 @@ ASPP_EXERCISE = Exercise(
                       "ASPPPooling(in_channels, out_channels)"),
     cases=[
         Case("the branches are registered (in parameters(), state_dict(), .to())",
-             const(16, 8, (6, 12, 18)), points=2, summary=_registered_rates),
+             const(16, (6, 12, 18), 8), points=2, summary=_registered_rates),
         Case("forward runs: the projection takes what the branches hand it",
-             const(16, 8, (6, 12, 18)), points=2, summary=_output_shape(16, (9, 9), 1)),
+             const(16, (6, 12, 18), 8), points=2, summary=_output_shape(16, (9, 9), 1)),
         Case("the top-left output sees the bottom-right input (17x17 map, rates 1, 2)",
-             const(8, 4, (1, 2)), points=2, summary=_sees_far_corner(8, 17)),
-        Case("a BatchNorm after every convolution", const(16, 8, (6, 12, 18)),
+             const(8, (1, 2), 4), points=2, summary=_sees_far_corner(8, 17)),
+        Case("a BatchNorm after every convolution", const(16, (6, 12, 18), 8),
              summary=_batchnorm_after_every_conv),
-        Case("the output is never negative", const(8, 4, (1, 2)),
+        Case("the output is never negative", const(8, (1, 2), 4),
              summary=_never_negative(8, (7, 7))),
-        Case("ASPP(16, 8, (6, 12, 18)): parameter names and shapes", const(16, 8, (6, 12, 18)),
-             summary=_aspp_structure(16, 8, (6, 12, 18)), points=2),
-        Case("ASPP(16, 8, (6, 12, 18)) on a 33x33 map (513 at stride 16)",
-             const(16, 8, (6, 12, 18)), points=2,
-             summary=_aspp_forward(16, 8, (6, 12, 18), (33, 33), 1, seed=100)),
-        Case("ASPP(12, 4, (2, 4, 6)), batch 2, odd 9x13 map", const(12, 4, (2, 4, 6)),
-             points=3, summary=_aspp_forward(12, 4, (2, 4, 6), (9, 13), 2, seed=200)),
-        Case("ASPP(8, 6, (1, 3)): two rates", const(8, 6, (1, 3)), points=2,
-             summary=_aspp_forward(8, 6, (1, 3), (7, 5), 2, seed=300)),
-        Case("the branches are registered, rates 12, 24, 36", const(10, 4, (12, 24, 36)),
+        Case("ASPP(16, (6, 12, 18), 8): parameter names and shapes", const(16, (6, 12, 18), 8),
+             summary=_aspp_structure(16, (6, 12, 18), 8), points=2),
+        Case("ASPP(16, (6, 12, 18), 8) on a 33x33 map (513 at stride 16)",
+             const(16, (6, 12, 18), 8), points=2,
+             summary=_aspp_forward(16, (6, 12, 18), 8, (33, 33), 1, seed=100)),
+        Case("ASPP(12, (2, 4, 6), 4), batch 2, odd 9x13 map", const(12, (2, 4, 6), 4),
+             points=3, summary=_aspp_forward(12, (2, 4, 6), 4, (9, 13), 2, seed=200)),
+        Case("ASPP(8, (1, 3), 6): two rates", const(8, (1, 3), 6), points=2,
+             summary=_aspp_forward(8, (1, 3), 6, (7, 5), 2, seed=300)),
+        Case("the branches are registered, rates 12, 24, 36", const(10, (12, 24, 36), 4),
              hidden=True, summary=_registered_rates),
-        Case("ASPP(10, 4, (12, 24, 36)): parameter names and shapes",
-             const(10, 4, (12, 24, 36)), summary=_aspp_structure(10, 4, (12, 24, 36)),
+        Case("ASPP(10, (12, 24, 36), 4): parameter names and shapes",
+             const(10, (12, 24, 36), 4), summary=_aspp_structure(10, (12, 24, 36), 4),
              hidden=True),
-        Case("ASPP(24, 8, (12, 24, 36)), batch 2, 17x11 map (rates beyond the map)",
-             const(24, 8, (12, 24, 36)), points=3, hidden=True,
-             summary=_aspp_forward(24, 8, (12, 24, 36), (17, 11), 2, seed=400)),
+        Case("ASPP(24, (12, 24, 36), 8), batch 2, 17x11 map (rates beyond the map)",
+             const(24, (12, 24, 36), 8), points=3, hidden=True,
+             summary=_aspp_forward(24, (12, 24, 36), 8, (17, 11), 2, seed=400)),
     ],
 )
 

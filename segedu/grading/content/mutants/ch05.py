@@ -74,15 +74,15 @@ def _pool(variant):
 class _PlainList(ASPP):
     """Correct parts, kept in a plain list: not registered."""
 
-    def __init__(self, cin, cout, rates=(6, 12, 18)):
-        super().__init__(cin, cout, rates)
+    def __init__(self, cin, rates, cout=256):
+        super().__init__(cin, rates, cout)
         branches = list(self.convs)
         del self.convs
         self.convs = branches
 
 
 class _NoPooling(nn.Module):
-    def __init__(self, cin, cout, rates=(6, 12, 18)):
+    def __init__(self, cin, rates, cout=256):
         super().__init__()
         branches = [nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout),
                                   nn.ReLU())]
@@ -96,8 +96,8 @@ class _NoPooling(nn.Module):
 
 
 class _NoProjectionBN(ASPP):
-    def __init__(self, cin, cout, rates=(6, 12, 18)):
-        super().__init__(cin, cout, rates)
+    def __init__(self, cin, rates, cout=256):
+        super().__init__(cin, rates, cout)
         self.project = nn.Sequential(self.project[0], nn.ReLU(), nn.Dropout(0.5))
 
 
@@ -110,8 +110,8 @@ class _NoFinalReLU(ASPP):
 class _Summed(ASPP):
     """v2's sum instead of v3's concatenation (projection sized to one branch)."""
 
-    def __init__(self, cin, cout, rates=(6, 12, 18)):
-        super().__init__(cin, cout, rates)
+    def __init__(self, cin, rates, cout=256):
+        super().__init__(cin, rates, cout)
         self.project[0] = nn.Conv2d(cout, cout, 1, bias=False)
 
     def forward(self, x):
@@ -119,8 +119,8 @@ class _Summed(ASPP):
 
 
 class _PoolingFirst(ASPP):
-    def __init__(self, cin, cout, rates=(6, 12, 18)):
-        super().__init__(cin, cout, rates)
+    def __init__(self, cin, rates, cout=256):
+        super().__init__(cin, rates, cout)
         self.convs = nn.ModuleList([self.convs[-1], *self.convs[:-1]])
 
 
