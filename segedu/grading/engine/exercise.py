@@ -394,9 +394,13 @@ def _compare(got: Any, exp: Any, ex: Exercise, hidden: bool, errors: list[float]
             return f"got {_fmt(got)}, which is not the expected value"
         return f"expected {_fmt(exp)}, got {_fmt(got)} (abs error {err:.3g})"
     if isinstance(exp, str):
+        if not isinstance(got, str):
+            return f"expected a str, got {_type_name(got)}"
         if got == exp:
             return None
-        return "wrong string" if hidden else f"expected {exp!r}, got {got!r}"
+        # the returned string is not echoed: reports show students only the grader's words
+        return "wrong string" if hidden else (
+            f"expected {exp!r}, got another string of {len(got)} characters")
     if isinstance(exp, (tuple, list)):
         if not isinstance(got, (tuple, list)):
             return f"expected a {type(exp).__name__}, got {_type_name(got)}"

@@ -56,6 +56,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .vocabulary import REASONS
+
 __all__ = ["CHILD_MODULE", "ChildRequest", "ChildFiles", "ChildOutput", "ChildResult",
            "encode_inputs", "decode_inputs", "REQUEST", "INPUTS", "NOTEBOOK"]
 
@@ -208,10 +210,15 @@ class ChildResult:
         complete: every expected exercise was computed (the child's last save).
         notebook_error: why the notebook could not be read, else None.
         cell_errors: a dict per setup or answer cell that raised:
-            ``{"cell": int, "kind": "setup" | "answer", "exercise": str, "error": str}``.
+            ``{"cell": int, "kind": "setup" | "answer", "exercise": str, "error": str,
+            "exception": str | None}`` (``error``: the text, for the instructor;
+            ``exception``: the type's name).
         flags: what the submission tried that the child refused or noticed.
         results: ``{exercise_id: {case_name: {"ok_run": bool, "value": data | None,
-            "error": str | None}}}``.
+            "error": str | None, "reason": str | None, "exception": str | None}}}``: a failed
+            case's ``reason`` is a code of :data:`~segedu.grading.engine.vocabulary.REASONS`
+            (students read the message the parent words from it), ``error`` the child's text
+            (for the instructor only).
     """
 
     complete: bool = False
@@ -271,7 +278,14 @@ def _cell_error(entry: Any) -> dict[str, Any] | None:
     return {"cell": cell if isinstance(cell, int) and not isinstance(cell, bool) else -1,
             "kind": kind if kind in ("setup", "answer") else "?",
             "exercise": _text(entry.get("exercise")) or "",
-            "error": _text(entry.get("error")) or "failed"}
+            "error": _text(entry.get("error")) or "failed",
+            "exception": _name(entry.get("exception"))}
+
+
+def _name(value: Any) -> str | None:
+    """An exception's type name from the child: an identifier of 100 characters at most."""
+    return value if isinstance(value, str) and value.isidentifier() and len(value) <= 100 \
+        else None
 
 
 def _bounded(value: Any) -> bool:
@@ -294,15 +308,22 @@ def _bounded(value: Any) -> bool:
     return walk(value, 0)
 
 
+def _failed(reason: str, error: str | None, exception: str | None = None) -> dict[str, Any]:
+    return {"ok_run": False, "value": None, "error": error, "reason": reason,
+            "exception": exception}
+
+
 def _record(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
-        return {"ok_run": False, "value": None, "error": "malformed record"}
+        return _failed("malformed", "malformed record")
     if record.get("ok_run") is not True:
-        return {"ok_run": False, "value": None, "error": _text(record.get("error")) or "failed"}
+        reason = record.get("reason")
+        return _failed(reason if reason in REASONS else "failed",
+                       _text(record.get("error")) or "failed", _name(record.get("exception")))
     if not _bounded(record.get("value")):
-        return {"ok_run": False, "value": None,
-                "error": "the returned value is too large or too deeply nested to grade"}
-    return {"ok_run": True, "value": record.get("value"), "error": None}
+        return _failed("too_large", REASONS["too_large"])
+    return {"ok_run": True, "value": record.get("value"), "error": None, "reason": None,
+            "exception": None}
 
 
 class ChildFiles:
