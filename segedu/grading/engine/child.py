@@ -50,7 +50,7 @@ import torch
 
 from . import stubs
 from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
-from .exercise import Case, Exercise, compute, set_input_seed
+from .exercise import Case, Exercise, compute, set_input_seed, use_reference_facts
 from .notebook import graded_cells, load_notebook
 from .protocol import ChildFiles, ChildRequest, ChildResult
 from .registry import package_registry
@@ -378,6 +378,7 @@ def build_exercises(request: ChildRequest, inputs: dict[str, dict[str, tuple]],
 def main() -> int:
     files = ChildFiles(".")
     request, inputs, notebook = files.read_request()
+    use_reference_facts(request.facts)  # the references here are stubs
     exercises, seeds = build_exercises(request, inputs)
     confinement = None
     if request.confine:

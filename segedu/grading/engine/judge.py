@@ -36,7 +36,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .exercise import Case, Exercise, case_inputs, case_seed, compare, reference_value
+from .exercise import (
+    Case,
+    Exercise,
+    case_inputs,
+    case_seed,
+    compare,
+    reference_facts,
+    reference_value,
+)
 from .isolation import Isolation, detect_isolation, read_child_file
 from .launch import launch, protected_paths
 from .notebook import chapter_of, exercise_ids
@@ -286,7 +294,12 @@ def _summary_ref(exercise: Exercise, case: Case) -> list[str] | None:
     summary = case.summary or exercise.summary
     if summary is None:
         return None
-    for known in package_registry.exercises_for(exercise.chapter):
+    # the chapter's own exercises first; only then every chapter's (importing them all)
+    def candidates():
+        yield from package_registry.exercises_for(exercise.chapter)
+        yield from package_registry.all().values()
+
+    for known in candidates():
         if known.summary is summary:
             return ["exercise", known.id]
         for other in known.cases:
@@ -367,7 +380,7 @@ class Grader:
                 reference_value(ex, case, self.seed)
         request = ChildRequest(tuple(specs), public_only=self.public_only,
                                case_timeout=self.case_timeout, memory_mb=self.memory_limit_mb,
-                               protect=self.protect)
+                               protect=self.protect, facts=reference_facts())
         try:
             encoded = encode_inputs(inputs)
         except TypeError as error:

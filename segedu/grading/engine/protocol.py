@@ -9,7 +9,8 @@ else of the parent's file system:
 ``request.json``        the :class:`ChildRequest`: the exercises to compute, by id, with the
                         function's name, where its reference lives (to watch for calls of
                         its stub), and per case its name, its summary (by reference into the
-                        package) and its *case seed*; the limits
+                        package) and its *case seed*; the limits; the facts about the
+                        references that the summaries need (their parameter shapes)
 ``inputs.pt``           every case's arguments, drawn by the parent with the grading seed
                         (:func:`encode_inputs`: tensors, numbers, strings, tuples, lists, dicts
                         and ``torch.nn`` modules as plain data; the child loads it with
@@ -92,6 +93,9 @@ class ChildRequest:
         protect: paths the confinement refuses to open (a second layer for the isolation
             levels that show the child the host's file system).
         confine: False only to debug the grader.
+        facts: what the summaries need to know of the references, computed by the parent
+            (:func:`~segedu.grading.engine.exercise.reference_fact`; JSON values): the
+            child's references are stubs.
     """
 
     exercises: tuple[dict[str, Any], ...] = ()
@@ -100,6 +104,7 @@ class ChildRequest:
     memory_mb: int | None = None
     protect: tuple[str, ...] = ()
     confine: bool = True
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def command() -> list[str]:
@@ -110,7 +115,7 @@ class ChildRequest:
         return json.dumps({"format": FORMAT, "exercises": list(self.exercises),
                            "public_only": self.public_only, "case_timeout": self.case_timeout,
                            "memory_mb": self.memory_mb, "protect": list(self.protect),
-                           "confine": self.confine}).encode("utf-8")
+                           "confine": self.confine, "facts": dict(self.facts)}).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ChildRequest:
@@ -118,7 +123,8 @@ class ChildRequest:
         if raw.get("format") != FORMAT:
             raise ValueError(f"request format {raw.get('format')!r}, expected {FORMAT}")
         return cls(tuple(raw["exercises"]), bool(raw["public_only"]), raw["case_timeout"],
-                   raw["memory_mb"], tuple(raw["protect"]), bool(raw["confine"]))
+                   raw["memory_mb"], tuple(raw["protect"]), bool(raw["confine"]),
+                   dict(raw["facts"]))
 
 
 # --------------------------------------------------------------------------- case inputs
