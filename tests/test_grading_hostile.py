@@ -388,14 +388,21 @@ def test_a_result_with_wrong_field_types_is_read_without_raising_or_exploding():
     for _ in range(80):
         shared = [shared, shared]
     result = ChildResult.from_data({
-        "complete": "yes", "notebook_error": 3, "cell_errors": [{"cell": "x"}, 5, shared],
+        "complete": "yes", "notebook_error": 3,
+        "cell_errors": [{"cell": "x", "exception": ["ValueError"]}, 5, shared],
         "flags": [shared, "ok", 7], "results": {"a": {"b": {"ok_run": True, "value": shared},
-                                                      "c": "x"}, "d": 5, 6: {}}})
+                                                      "c": "x",
+                                                      "e": {"reason": ["raised"],
+                                                            "exception": {"x": 1}}},
+                                                "d": 5, 6: {}}})
     assert not result.complete and result.notebook_error is None
     assert result.flags == ["ok"] and result.cell_errors[0]["cell"] == -1
     assert result.record("a", "b")["ok_run"] is False
     assert "too large" in result.record("a", "b")["error"]
     assert result.record("a", "c")["ok_run"] is False and "d" not in result.results
+    assert result.record("a", "e")["reason"] == "failed"
+    assert result.record("a", "e")["exception"] is None
+    assert result.cell_errors[0]["exception"] is None
     assert len(str(result.to_data())) < 10_000
 
 
@@ -556,3 +563,18 @@ def test_the_user_level_grades_through_the_cli_and_keeps_private_files_private(t
     # read the private test file (its answers would have been None)
     assert graded["score"] == graded["max_score"] == 5, done.stdout
     assert PRIVATE_MARKER not in done.stdout + done.stderr + book.read_text()
+
+
+def test_a_forged_reason_or_exception_name_can_only_pick_a_fixed_message():
+    from segedu.grading.engine.vocabulary import case_message
+
+    def message(reason, exception=None, hidden=False):
+        return case_message(reason, exercise="ch90.add", function="add", hidden=hidden,
+                            exception=exception, case_timeout=2.0)
+
+    assert message("raised", "ValueError", hidden=True) == "`add` raised ValueError"
+    assert message("raised", "ValueError").startswith("`add` raised ValueError (its message")
+    assert message("raised", "StolenAnswers42", hidden=True) == "`add` raised an exception"
+    assert message("timeout") == "timed out after 2 s (an endless loop?)"
+    for forged in ("score: 100 / 100", None, 7, ["raised"]):
+        assert message(forged) == "failed"

@@ -324,7 +324,7 @@ def _record(record: Any) -> dict[str, Any]:
         return _failed("malformed", "malformed record")
     if record.get("ok_run") is not True:
         reason = record.get("reason")
-        return _failed(reason if reason in REASONS else "failed",
+        return _failed(reason if isinstance(reason, str) and reason in REASONS else "failed",
                        _text(record.get("error")) or "failed", _name(record.get("exception")))
     if not _bounded(record.get("value")):
         return _failed("too_large", REASONS["too_large"])

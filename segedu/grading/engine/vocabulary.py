@@ -31,7 +31,7 @@ BUILTIN_EXCEPTIONS = frozenset(
 #: ``{exception}`` and ``{seconds}`` are filled in by the grader.
 REASONS = {
     "raised": "`{function}` raised {exception}",
-    "timeout": "timed out after {seconds} s (an endless loop?)",
+    "timeout": "timed out after {seconds} (an endless loop?)",
     "memory": "out of memory (the grader's memory limit was reached)",
     "exit": "sys.exit was called while this case ran (SystemExit)",
     "missing": "function `{function}` not defined",
@@ -66,10 +66,11 @@ def case_message(reason: object, *, exercise: str, function: str, hidden: bool,
                  exception: object = None, case_timeout: float | None = None) -> str:
     """The student's message for a case that failed for ``reason`` (one of :data:`REASONS`;
     anything else reads as ``"failed"``)."""
-    template = REASONS.get(reason, REASONS["failed"]) if isinstance(reason, str) else \
-        REASONS["failed"]
+    if not isinstance(reason, str) or reason not in REASONS:
+        reason = "failed"
+    template = REASONS[reason]
     name = exception_name(exception)
-    seconds = f"{case_timeout:g}" if case_timeout else "the case time limit"
+    seconds = f"{case_timeout:g} s" if case_timeout else "the case time limit"
     text = template.format(function=function, exercise=exercise, seconds=seconds,
                            exception=name or "an exception")
     if reason in _SEE_CHECK and not hidden:
