@@ -18,19 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from segedu.grading.engine import isolation
+import segedu
 from segedu.grading.engine.isolation import (
     ChildFileRejected,
     Isolation,
     IsolationUnavailable,
     Limits,
     detect_isolation,
+    levels,
     list_child_dir,
     read_child_file,
     run_isolated,
 )
 
-PACKAGE = Path(isolation.__file__).resolve().parents[2]  # .../segedu (engine -> grading -> segedu)
+PACKAGE = Path(segedu.__file__).resolve().parent
 ROOT = os.geteuid() == 0
 SMALL = Limits(wall_seconds=30, memory_bytes=1 << 30, processes=32, disk_bytes=8 << 20,
                tmp_bytes=4 << 20, file_bytes=16 << 20)
@@ -49,7 +50,7 @@ def bwrap() -> Isolation:
     return found
 
 
-USER = Isolation("user", isolation._DESCRIPTIONS["user"])
+USER = Isolation("user", levels.DESCRIPTIONS["user"])
 
 
 def py(iso: Isolation, code: str, *args: str, limits: Limits = SMALL, **kwargs):
@@ -94,16 +95,16 @@ def test_detect_isolation_chooses_bubblewrap_when_it_works(bwrap):
 
 
 def test_detect_isolation_refuses_to_run_unisolated_unless_the_instructor_allows_it(monkeypatch):
-    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
-    monkeypatch.setattr(isolation.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(levels.shutil, "which", lambda name: None)
+    monkeypatch.setattr(levels.os, "geteuid", lambda: 1000)
     with pytest.raises(IsolationUnavailable, match="bubblewrap"):
         detect_isolation()
     assert detect_isolation(allow_none=True).level == "none"
 
 
 def test_detect_isolation_falls_back_to_a_separate_user_as_root(monkeypatch):
-    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
-    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(levels.shutil, "which", lambda name: None)
+    monkeypatch.setattr(levels.os, "geteuid", lambda: 0)
     assert detect_isolation().level == "user"
 
 
@@ -401,7 +402,7 @@ for path in ["/proc/%s/environ" % sys.argv[1], "/proc/%s/cmdline" % sys.argv[1],
     assert run.returncode == 0, out(run)
     assert token not in out(run)
     names = eval(out(run).splitlines()[0])
-    assert set(names) <= set(isolation.BASE_ENV) | {"HOME", "TMPDIR", "PWD", "LC_CTYPE"}
+    assert set(names) <= set(levels.BASE_ENV) | {"HOME", "TMPDIR", "PWD", "LC_CTYPE"}
 
 
 @needs_bwrap
@@ -419,7 +420,7 @@ except OSError as e:
     run = py(bwrap, code, packages=[PACKAGE], limits=Limits(wall_seconds=60))  # torch maps ~2 GiB
     assert run.returncode == 0, out(run)
     lines = out(run).splitlines()
-    assert lines[0].startswith(isolation.CHILD_PACKAGES) and lines[1] == "False"
+    assert lines[0].startswith(levels.CHILD_PACKAGES) and lines[1] == "False"
     assert lines[2].startswith("refused")
 
 

@@ -41,7 +41,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_grade(args: argparse.Namespace) -> int:
     from ..grading.engine.batch import find_submissions, grade_submissions
-    from ..grading.engine.isolation import IsolationUnavailable
+    from ..grading.engine.isolation import IsolationUnavailable, choose_isolation
     from ..grading.engine.judge import Grader
     from ..grading.engine.reports import check_output_path, summary_line, write_json, write_text
 
@@ -68,12 +68,12 @@ def run_grade(args: argparse.Namespace) -> int:
     for path in outputs:  # before any grading: a FIFO or a link there is refused now
         check_output_path(path)
     try:
+        isolation = choose_isolation(args.isolation, allow_none=args.allow_unisolated)
         grader = Grader(extra_exercises=tests, seed=seed or 0, timeout=args.timeout,
                         case_timeout=args.case_timeout, memory_limit_mb=args.memory or None,
-                        allow_unisolated=args.allow_unisolated,
-                        protect=[s.path for s in submissions])
+                        isolation=isolation, protect=[s.path for s in submissions])
     except IsolationUnavailable as error:
-        raise ValueError(f"{error} (segedu grade --allow-unisolated)") from None
+        raise ValueError(f"{error} (segedu grade --isolation, --allow-unisolated)") from None
     print(grader.isolation, flush=True)
 
     def on_graded(submission, report) -> None:
@@ -163,6 +163,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     grade.add_argument("--gradescope", default=None,
                        help="write Gradescope's results.json for one submission here")
     grade.add_argument("--markdown", default=None, help="write a Markdown report here")
+    grade.add_argument("--isolation", default="auto",
+                       choices=("auto", "bubblewrap", "user", "none"),
+                       help="the isolation level (default: the strongest available; 'user' "
+                            "needs root, 'none' also --allow-unisolated; see "
+                            "docs/instructor.md)")
     grade.add_argument("--allow-unisolated", action="store_true",
                        help="grade even where neither bubblewrap nor a separate user can "
                             "isolate the submissions: they then run with your own rights "

@@ -15,10 +15,10 @@ the answer has the wrong type). These are the ones more than one chapter uses:
   reference's (the grader loads weights by name), then it is run on seeded weights
   (:func:`seeded_weights`).
 
-A summary that builds the reference (:func:`module_summary` does, to learn the expected
-state) must be defined here or in the chapter module: the grader's call monitor trusts the
-files of an exercise's own summaries and input builders, and flags the reference when any
-other code calls it.
+What a summary needs to know of the reference it asks for as a *fact*
+(:func:`~segedu.grading.engine.exercise.reference_fact`): :func:`module_summary` learns the
+expected parameter names and shapes that way, computed by the grader from the reference and
+sent to the child, where the reference class is a stub that cannot even be built.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.exercise import Exercise, compare, seeded_randn
+from ..engine.exercise import Exercise, compare, reference_fact, seeded_randn
 
 __all__ = ["const", "randn", "as_int", "as_tensor", "state_shapes", "module_summary",
            "seeded_weights", "every_failure"]
@@ -85,7 +85,10 @@ def _check_state(module: Any, reference: type[nn.Module], args: tuple, advice: s
         article = "an" if name[0] in "AEIOU" else "a"
         raise TypeError(f"expected an nn.Module ({article} {name}), got "
                         f"{type(module).__name__}")
-    expected, got = state_shapes(reference(*args)), state_shapes(module)
+    key = f"state_shapes {reference.__module__}.{reference.__qualname__}{args!r}"
+    expected = {k: tuple(shape) for k, shape in reference_fact(
+        key, lambda: {k: list(v) for k, v in state_shapes(reference(*args)).items()}).items()}
+    got = state_shapes(module)
     missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     if missing or extra:
         holds = f"exactly {sorted(expected)}" if len(expected) <= 8 else \

@@ -12,6 +12,9 @@ Read in this order:
 * ``launch`` — starting the child and killing it (its environment, its process group).
 * ``child`` — the child: runs the notebook's cells and computes, confined by ``confine``.
 * ``judge`` — the parent: run, classify how the run ended, judge each case.
+* ``vocabulary`` — the fixed messages students read (never the submission's own text).
+* ``isolation`` — the operating-system sandbox the child runs in (a package: levels,
+  limits and processes, the child's files, bubblewrap, the user level).
 * ``reports``, ``batch``, ``bundle`` — what grading produced, a folder of submissions, the
   instructor bundle.
 """

@@ -19,8 +19,10 @@ The child only *computes*; the parent (:mod:`~segedu.grading.engine.judge`) judg
    NumPy) and the draws of the case's summary with the case seed, calls
    :func:`~segedu.grading.engine.exercise.compute` on the student's function with the
    inputs the parent sent and records the
-   plain-data value, or the exception (type and message, 300 characters at most), or that the
-   function is not defined. A case during which the exercise's reference implementation ran
+   plain-data value, or why it has none: a reason code of
+   :data:`~segedu.grading.engine.vocabulary.REASONS` (the parent words what students read
+   from it), the exception's type name, and its message for the instructor (300 characters
+   at most). A case during which the exercise's reference implementation ran
    (:class:`~segedu.grading.engine.confine.ReferenceMonitor`) is recorded as failed;
 4. saves its :class:`~segedu.grading.engine.protocol.ChildResult` after every exercise and
    once more at the end, and marks the case it is running, in the files of
@@ -48,7 +50,7 @@ import torch
 
 from . import stubs
 from .confine import Confinement, ReferenceMonitor, reference_code_keys, trusted_files
-from .exercise import Case, Exercise, compute, set_input_seed
+from .exercise import Case, Exercise, compute, set_input_seed, use_reference_facts
 from .notebook import graded_cells, load_notebook
 from .protocol import ChildFiles, ChildRequest, ChildResult
 from .registry import package_registry
@@ -75,7 +77,8 @@ class _Sink(io.TextIOBase):
 
 
 def describe_error(error: BaseException) -> str:
-    """``"TypeError: message"``, at most :data:`MAX_ERROR_CHARS` characters."""
+    """``"TypeError: message"``, at most :data:`MAX_ERROR_CHARS` characters (for the
+    instructor: the message is the submission's own text)."""
     if isinstance(error, _CaseTimeout):
         text = str(error)
     elif isinstance(error, MemoryError):
@@ -89,6 +92,27 @@ def describe_error(error: BaseException) -> str:
             message = "<message could not be read>"
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Python's MemoryError, or torch's allocator failing under the memory limit."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    try:
+        return isinstance(error, RuntimeError) and "allocate memory" in str(error)
+    except Exception:  # a hostile __str__
+        return False
+
+
+def failure(error: BaseException) -> dict[str, Any]:
+    """A failed case's record: the reason code and the exception's type name, from which the
+    parent words the student's message (:mod:`~segedu.grading.engine.vocabulary`), and the
+    error's text for the instructor."""
+    reason = ("timeout" if isinstance(error, _CaseTimeout) else
+              "memory" if _out_of_memory(error) else
+              "exit" if isinstance(error, SystemExit) else "raised")
+    return {"ok_run": False, "value": None, "error": describe_error(error), "reason": reason,
+            "exception": type(error).__name__}
 
 
 def _neutralise_magics(source: str) -> str:
@@ -226,6 +250,7 @@ class Runner:
                 self.result.cell_errors.append({
                     "cell": cell.index, "kind": cell.kind,
                     "exercise": cell.exercise_id or "", "error": describe_error(error),
+                    "exception": type(error).__name__,
                 })
             for hit in hits:
                 self.flag(f"cell {cell.index} removed the grader's call monitor (sys.settrace)"
@@ -240,18 +265,25 @@ class Runner:
         self.result.complete = True
         self.save()
 
-    def _missing(self, exercise, answered: bool) -> str:
+    def _missing(self, exercise, answered: bool) -> dict[str, Any]:
+        """The record of every case of an exercise whose function is not defined."""
         message = f"function `{exercise.function}` not defined"
-        own = [e["error"] for e in self.result.cell_errors if e["exercise"] == exercise.id]
-        setup = [e["error"] for e in self.result.cell_errors if e["kind"] == "setup"]
+        own = [e for e in self.result.cell_errors if e["exercise"] == exercise.id]
+        setup = [e for e in self.result.cell_errors if e["kind"] == "setup"]
         if own:
-            return f"{message}: its answer cell raised {own[0]}"
-        if setup:
-            return f"{message}; a setup cell raised {setup[0]}"
-        if not answered:
-            return (f"{message}: the notebook has no answer cell for {exercise.id} "
-                    "(was the cell deleted, or its metadata lost?)")
-        return message
+            reason, error, cause = "missing_cell", f"{message}: its answer cell raised", own[0]
+        elif setup:
+            reason, error, cause = "missing_setup", f"{message}; a setup cell raised", setup[0]
+        elif not answered:
+            reason, cause = "missing_no_cell", None
+            error = (f"{message}: the notebook has no answer cell for {exercise.id} "
+                     "(was the cell deleted, or its metadata lost?)")
+        else:
+            reason, error, cause = "missing", message, None
+        if cause is not None:
+            error += f" {cause['error']}"
+        return {"ok_run": False, "value": None, "error": error, "reason": reason,
+                "exception": cause["exception"] if cause is not None else None}
 
     def run_exercise(self, exercise, namespace: dict, answered: bool,
                      reference_keys: set | None = None,
@@ -263,10 +295,12 @@ class Runner:
         if fn is None:
             missing = self._missing(exercise, answered)
         elif not callable(fn):
-            missing = f"`{exercise.function}` is a {type(fn).__name__}, not a function"
+            missing = {"ok_run": False, "value": None, "reason": "not_callable",
+                       "error": f"`{exercise.function}` is a {type(fn).__name__}, not a "
+                                "function"}
         for case in cases:
             if missing is not None:
-                results[case.name] = {"ok_run": False, "value": None, "error": missing}
+                results[case.name] = dict(missing)
                 continue
             self.files.mark_current(exercise.id, case.name)
             _seed(self.seeds.get((exercise.id, case.name), 0))
@@ -282,11 +316,12 @@ class Runner:
                 _check_serialisable(value)
                 results[case.name] = {"ok_run": True, "value": value, "error": None}
             except BaseException as error:
-                results[case.name] = {"ok_run": False, "value": None,
-                                      "error": describe_error(error)}
+                results[case.name] = failure(error)
             if hits:
                 results[case.name] = {"ok_run": False, "value": None,
-                                      "error": _reference_message(hits)}
+                                      "error": _reference_message(hits),
+                                      "reason": ("monitor_removed" if ReferenceMonitor.REMOVED
+                                                 in hits else "reference")}
                 self.flag(f"{exercise.id}: {_reference_message(hits)}")
         return results
 
@@ -343,6 +378,7 @@ def build_exercises(request: ChildRequest, inputs: dict[str, dict[str, tuple]],
 def main() -> int:
     files = ChildFiles(".")
     request, inputs, notebook = files.read_request()
+    use_reference_facts(request.facts)  # the references here are stubs
     exercises, seeds = build_exercises(request, inputs)
     confinement = None
     if request.confine:

@@ -44,6 +44,9 @@ __all__ = [
     "input_seed",
     "case_seed",
     "case_inputs",
+    "reference_fact",
+    "reference_facts",
+    "use_reference_facts",
 ]
 
 
@@ -269,6 +272,41 @@ def compute(exercise: Exercise, fn: Callable, case: Case, *,
         return to_plain(result)
 
 
+_facts: dict[str, Any] = {}  # computed here, from the references
+_sent_facts: dict[str, Any] | None = None  # in the grader's child: what the grader sent
+
+
+def reference_fact(key: str, compute: Callable[[], Any]) -> Any:
+    """A fact about a reference implementation that a summary needs: ``compute()`` (a JSON
+    value), computed once per process where the references are (the grader, ``segedu.check``).
+
+    In the grader's child the references are stubs (:mod:`~segedu.grading.engine.stubs`):
+    a stubbed class cannot even be built. There the fact is the one the grader computed and
+    sent (:func:`use_reference_facts`), so a summary can state what the reference holds
+    (:func:`~segedu.grading.content.cases.module_summary`: its parameter names and shapes)
+    without the child ever running it. ``key`` names the fact and everything it depends on.
+    """
+    if _sent_facts is not None:
+        if key not in _sent_facts:
+            raise RuntimeError(f"the grader sent no reference fact {key!r} (a bug in segedu: "
+                               "a summary asked for a fact the reference did not)")
+        return _sent_facts[key]
+    if key not in _facts:
+        _facts[key] = compute()
+    return _facts[key]
+
+
+def reference_facts() -> dict[str, Any]:
+    """Every fact :func:`reference_fact` computed in this process (what the grader sends)."""
+    return dict(_facts)
+
+
+def use_reference_facts(facts: dict[str, Any]) -> None:
+    """In the grader's child: answer :func:`reference_fact` from ``facts`` only."""
+    global _sent_facts
+    _sent_facts = dict(facts)
+
+
 _reference_cache: dict[tuple[str, str, int], tuple[Exercise, Any]] = {}
 
 
@@ -394,9 +432,13 @@ def _compare(got: Any, exp: Any, ex: Exercise, hidden: bool, errors: list[float]
             return f"got {_fmt(got)}, which is not the expected value"
         return f"expected {_fmt(exp)}, got {_fmt(got)} (abs error {err:.3g})"
     if isinstance(exp, str):
+        if not isinstance(got, str):
+            return f"expected a str, got {_type_name(got)}"
         if got == exp:
             return None
-        return "wrong string" if hidden else f"expected {exp!r}, got {got!r}"
+        # the returned string is not echoed: reports show students only the grader's words
+        return "wrong string" if hidden else (
+            f"expected {exp!r}, got another string of {len(got)} characters")
     if isinstance(exp, (tuple, list)):
         if not isinstance(got, (tuple, list)):
             return f"expected a {type(exp).__name__}, got {_type_name(got)}"

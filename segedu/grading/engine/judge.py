@@ -36,7 +36,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .exercise import Case, Exercise, case_inputs, case_seed, compare, reference_value
+from .exercise import (
+    Case,
+    Exercise,
+    case_inputs,
+    case_seed,
+    compare,
+    reference_facts,
+    reference_value,
+)
 from .isolation import Isolation, detect_isolation, read_child_file
 from .launch import launch, protected_paths
 from .notebook import chapter_of, exercise_ids
@@ -52,12 +60,17 @@ from .protocol import (
 from .registry import ExerciseRegistry, package_registry, run_registry
 from .reports import CaseResult, ExerciseResult, GradeReport, format_points, one_line
 from .stubs import reference_target, stubbed_package
+from .vocabulary import NOTEBOOK_UNREADABLE, case_message, cell_message
 
 __all__ = ["ChildRun", "Outcome", "Grader", "classify", "judge_case", "judge_exercise",
            "grade_notebook", "check_notebook", "read_submission", "MAX_NOTEBOOK_BYTES"]
 
 #: The largest notebook graded (a notebook of code is a few hundred kB at most).
 MAX_NOTEBOOK_BYTES = 20 << 20
+#: The longest comparison message kept (the grader's own words; longer ones say what was cut).
+MAX_MESSAGE = 2000
+#: The longest instructor-only detail kept (the child's words: it sends 300 at most).
+MAX_DETAIL = 1000
 
 
 # --------------------------------------------------------------------------- run
@@ -113,7 +126,8 @@ class ChildRun:
         return list(dict.fromkeys(flags))
 
     def cell_errors(self) -> list[str]:
-        """A line for an unreadable notebook, then one per cell that raised."""
+        """For the instructor: a line for an unreadable notebook, then one per cell that
+        raised, with the child's own text."""
         if self.result is None:
             return []
         lines = []
@@ -123,6 +137,15 @@ class ChildRun:
         lines += [one_line(f"cell {e.get('cell')} ({e.get('kind')}) raised {e.get('error')}")
                   for e in self.result.cell_errors]
         return lines
+
+    def student_cell_errors(self) -> list[str]:
+        """The same lines in the grader's words only (:mod:`.vocabulary`): what students
+        read."""
+        if self.result is None:
+            return []
+        lines = [NOTEBOOK_UNREADABLE] if self.result.notebook_error is not None else []
+        return lines + [cell_message(e.get("cell"), e.get("kind"), e.get("exception"))
+                        for e in self.result.cell_errors]
 
 
 def _tail(data: bytes, lines: int = 15, width: int = 200) -> str:
@@ -197,26 +220,36 @@ def classify(run: ChildRun, exercise_ids: Sequence[str]) -> Outcome:
 # --------------------------------------------------------------------------- judge
 
 
-def judge_case(exercise: Exercise, case: Case, record: Any, seed: int = 0) -> CaseResult:
-    """Compare one case's record from the child with the reference."""
-    def result(passed: bool, message: str) -> CaseResult:
+def judge_case(exercise: Exercise, case: Case, record: Any, seed: int = 0, *,
+               case_timeout: float | None = None) -> CaseResult:
+    """Compare one case's record from the child with the reference.
+
+    The student's ``message`` comes from the grader alone: its comparison, or the fixed
+    message for the record's reason (:func:`~.vocabulary.case_message`); the child's own
+    words go to ``detail``, for the instructor."""
+    def result(passed: bool, message: str, detail: str = "") -> CaseResult:
         return CaseResult(case.name, case.points if passed else 0.0, case.points,
-                          passed, message, case.hidden)
+                          passed, message, case.hidden, detail)
 
     if not isinstance(record, dict):
         return result(False, "not run")
     if not record.get("ok_run"):
-        return result(False, one_line(record.get("error") or "failed"))
+        message = case_message(record.get("reason"), exercise=exercise.id,
+                               function=exercise.function, hidden=case.hidden,
+                               exception=record.get("exception"), case_timeout=case_timeout)
+        return result(False, message, one_line(record.get("error") or "", MAX_DETAIL))
     expected = reference_value(exercise, case, seed)
     try:
         passed, message = compare(exercise, record.get("value"), expected, hidden=case.hidden)
     except Exception as error:  # malformed data from the child
-        return result(False, one_line(f"could not compare the result: {error}"))
-    return result(passed, one_line(message))
+        return result(False, "could not compare the result (malformed data)",
+                      one_line(f"{type(error).__name__}: {error}", MAX_DETAIL))
+    return result(passed, one_line(message, MAX_MESSAGE))
 
 
 def judge_exercise(exercise: Exercise, run: ChildRun, outcome: Outcome, *,
-                   public_only: bool = False, seed: int = 0) -> ExerciseResult:
+                   public_only: bool = False, seed: int = 0,
+                   case_timeout: float | None = None) -> ExerciseResult:
     """Judge every case of ``exercise`` the run was to compute; a case without a record is
     told why (``outcome``)."""
     cases = []
@@ -226,9 +259,11 @@ def judge_exercise(exercise: Exercise, run: ChildRun, outcome: Outcome, *,
         record = run.result.record(exercise.id, case.name) if run.result is not None else None
         if record is None:
             running = outcome.status != "ok" and run.running == [exercise.id, case.name]
-            record = {"ok_run": False,
-                      "error": outcome.while_running if running else outcome.not_run}
-        cases.append(judge_case(exercise, case, record, seed))
+            cases.append(CaseResult(case.name, 0.0, case.points, False,
+                                    outcome.while_running if running else outcome.not_run,
+                                    case.hidden))
+        else:
+            cases.append(judge_case(exercise, case, record, seed, case_timeout=case_timeout))
     return ExerciseResult(exercise.id, exercise.function, cases, exercise.hint)
 
 
@@ -259,7 +294,12 @@ def _summary_ref(exercise: Exercise, case: Case) -> list[str] | None:
     summary = case.summary or exercise.summary
     if summary is None:
         return None
-    for known in package_registry.exercises_for(exercise.chapter):
+    # the chapter's own exercises first; only then every chapter's (importing them all)
+    def candidates():
+        yield from package_registry.exercises_for(exercise.chapter)
+        yield from package_registry.all().values()
+
+    for known in candidates():
         if known.summary is summary:
             return ["exercise", known.id]
         for other in known.cases:
@@ -340,7 +380,7 @@ class Grader:
                 reference_value(ex, case, self.seed)
         request = ChildRequest(tuple(specs), public_only=self.public_only,
                                case_timeout=self.case_timeout, memory_mb=self.memory_limit_mb,
-                               protect=self.protect)
+                               protect=self.protect, facts=reference_facts())
         try:
             encoded = encode_inputs(inputs)
         except TypeError as error:
@@ -380,9 +420,11 @@ class Grader:
                else ChildRun.unreadable_notebook(notebook_error))
         outcome = classify(run, [ex.id for ex in plan.exercises])
         results = [judge_exercise(ex, run, outcome, public_only=self.public_only,
-                                  seed=self.seed) for ex in plan.exercises]
+                                  seed=self.seed, case_timeout=self.case_timeout)
+                   for ex in plan.exercises]
         return GradeReport(str(path), chapter, outcome.status, results, self.public_only,
-                           run.cell_errors(), run.log, run.flags(), time.perf_counter() - start)
+                           run.cell_errors(), run.log, run.flags(), time.perf_counter() - start,
+                           student_cell_errors=run.student_cell_errors())
 
 
 def _warm_up() -> None:

@@ -9,7 +9,8 @@ else of the parent's file system:
 ``request.json``        the :class:`ChildRequest`: the exercises to compute, by id, with the
                         function's name, where its reference lives (to watch for calls of
                         its stub), and per case its name, its summary (by reference into the
-                        package) and its *case seed*; the limits
+                        package) and its *case seed*; the limits; the facts about the
+                        references that the summaries need (their parameter shapes)
 ``inputs.pt``           every case's arguments, drawn by the parent with the grading seed
                         (:func:`encode_inputs`: tensors, numbers, strings, tuples, lists, dicts
                         and ``torch.nn`` modules as plain data; the child loads it with
@@ -56,6 +57,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .vocabulary import REASONS
+
 __all__ = ["CHILD_MODULE", "ChildRequest", "ChildFiles", "ChildOutput", "ChildResult",
            "encode_inputs", "decode_inputs", "REQUEST", "INPUTS", "NOTEBOOK"]
 
@@ -90,6 +93,9 @@ class ChildRequest:
         protect: paths the confinement refuses to open (a second layer for the isolation
             levels that show the child the host's file system).
         confine: False only to debug the grader.
+        facts: what the summaries need to know of the references, computed by the parent
+            (:func:`~segedu.grading.engine.exercise.reference_fact`; JSON values): the
+            child's references are stubs.
     """
 
     exercises: tuple[dict[str, Any], ...] = ()
@@ -98,6 +104,7 @@ class ChildRequest:
     memory_mb: int | None = None
     protect: tuple[str, ...] = ()
     confine: bool = True
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def command() -> list[str]:
@@ -108,7 +115,7 @@ class ChildRequest:
         return json.dumps({"format": FORMAT, "exercises": list(self.exercises),
                            "public_only": self.public_only, "case_timeout": self.case_timeout,
                            "memory_mb": self.memory_mb, "protect": list(self.protect),
-                           "confine": self.confine}).encode("utf-8")
+                           "confine": self.confine, "facts": dict(self.facts)}).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ChildRequest:
@@ -116,7 +123,8 @@ class ChildRequest:
         if raw.get("format") != FORMAT:
             raise ValueError(f"request format {raw.get('format')!r}, expected {FORMAT}")
         return cls(tuple(raw["exercises"]), bool(raw["public_only"]), raw["case_timeout"],
-                   raw["memory_mb"], tuple(raw["protect"]), bool(raw["confine"]))
+                   raw["memory_mb"], tuple(raw["protect"]), bool(raw["confine"]),
+                   dict(raw["facts"]))
 
 
 # --------------------------------------------------------------------------- case inputs
@@ -208,10 +216,15 @@ class ChildResult:
         complete: every expected exercise was computed (the child's last save).
         notebook_error: why the notebook could not be read, else None.
         cell_errors: a dict per setup or answer cell that raised:
-            ``{"cell": int, "kind": "setup" | "answer", "exercise": str, "error": str}``.
+            ``{"cell": int, "kind": "setup" | "answer", "exercise": str, "error": str,
+            "exception": str | None}`` (``error``: the text, for the instructor;
+            ``exception``: the type's name).
         flags: what the submission tried that the child refused or noticed.
         results: ``{exercise_id: {case_name: {"ok_run": bool, "value": data | None,
-            "error": str | None}}}``.
+            "error": str | None, "reason": str | None, "exception": str | None}}}``: a failed
+            case's ``reason`` is a code of :data:`~segedu.grading.engine.vocabulary.REASONS`
+            (students read the message the parent words from it), ``error`` the child's text
+            (for the instructor only).
     """
 
     complete: bool = False
@@ -271,7 +284,14 @@ def _cell_error(entry: Any) -> dict[str, Any] | None:
     return {"cell": cell if isinstance(cell, int) and not isinstance(cell, bool) else -1,
             "kind": kind if kind in ("setup", "answer") else "?",
             "exercise": _text(entry.get("exercise")) or "",
-            "error": _text(entry.get("error")) or "failed"}
+            "error": _text(entry.get("error")) or "failed",
+            "exception": _name(entry.get("exception"))}
+
+
+def _name(value: Any) -> str | None:
+    """An exception's type name from the child: an identifier of 100 characters at most."""
+    return value if isinstance(value, str) and value.isidentifier() and len(value) <= 100 \
+        else None
 
 
 def _bounded(value: Any) -> bool:
@@ -294,15 +314,22 @@ def _bounded(value: Any) -> bool:
     return walk(value, 0)
 
 
+def _failed(reason: str, error: str | None, exception: str | None = None) -> dict[str, Any]:
+    return {"ok_run": False, "value": None, "error": error, "reason": reason,
+            "exception": exception}
+
+
 def _record(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
-        return {"ok_run": False, "value": None, "error": "malformed record"}
+        return _failed("malformed", "malformed record")
     if record.get("ok_run") is not True:
-        return {"ok_run": False, "value": None, "error": _text(record.get("error")) or "failed"}
+        reason = record.get("reason")
+        return _failed(reason if isinstance(reason, str) and reason in REASONS else "failed",
+                       _text(record.get("error")) or "failed", _name(record.get("exception")))
     if not _bounded(record.get("value")):
-        return {"ok_run": False, "value": None,
-                "error": "the returned value is too large or too deeply nested to grade"}
-    return {"ok_run": True, "value": record.get("value"), "error": None}
+        return _failed("too_large", REASONS["too_large"])
+    return {"ok_run": True, "value": record.get("value"), "error": None, "reason": None,
+            "exception": None}
 
 
 class ChildFiles:

@@ -41,15 +41,32 @@ def format_points(x: float) -> str:
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
 
 
+#: The most characters :func:`one_line` cleans; beyond them it only says "more than".
+_CLEANED = 100_000
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """Student-controlled text on one line, without terminal escapes (ANSI sequences) or
     other control and formatting characters, so it cannot forge report lines or drive the
-    instructor's terminal."""
-    text = _ESCAPES.sub("", str(text)[: 4 * limit])
+    instructor's terminal; at most ``limit`` characters.
+
+    Longer text is cut at a word boundary (mid-word only when its last word is very long)
+    and says what it lost: ``"... … (123 more characters)"``."""
+    raw = str(text)
+    text = _ESCAPES.sub("", raw[:_CLEANED])
     text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
                    for c in text)
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    more = "more than " if len(raw) > _CLEANED else ""
+    room = max(0, limit - len(f" … ({more}{len(text)} more characters)"))
+    kept = text[:room]
+    space = kept.rfind(" ")
+    if text[room:room + 1] != " " and space >= room // 2:
+        kept = kept[:space]  # do not cut a word in two
+    kept = kept.rstrip()
+    return (f"{kept} " if kept else "") + f"… ({more}{len(text) - len(kept)} more characters)"
 
 
 def _printable(text: str) -> str:
@@ -59,7 +76,12 @@ def _printable(text: str) -> str:
 
 @dataclass
 class CaseResult:
-    """One case, judged: ``points`` of ``max_points``, and what differed (``message``)."""
+    """One case, judged: ``points`` of ``max_points``, and what differed.
+
+    ``message`` is what the student reads: the grader's own words only (its comparison, or a
+    message of :mod:`~segedu.grading.engine.vocabulary`). ``detail`` is for the instructor:
+    the submission's own words (its exception's message), cleaned, never shown to students.
+    """
 
     name: str
     points: float
@@ -67,6 +89,7 @@ class CaseResult:
     passed: bool
     message: str
     hidden: bool
+    detail: str = ""
 
 
 @dataclass
@@ -98,6 +121,10 @@ class GradeReport:
     ``"not graded: <why>"``. When it is not ``"ok"``, cases the child computed before it
     stopped still count. ``flags`` lists what the grader refused or noticed (reading
     ``solutions/``, calling the reference implementation, writing files, ...).
+
+    What students may read is :meth:`student_output` and each case's ``message``
+    (:meth:`to_gradescope` shows nothing else); ``cell_errors``, ``flags``, ``log`` and each
+    case's ``detail`` hold the submission's own text and are for the instructor.
     """
 
     notebook: str
@@ -109,6 +136,8 @@ class GradeReport:
     log: str = ""  # the child's stderr tail, for instructors; student-controlled
     flags: list[str] = field(default_factory=list)  # what the grader refused or noticed
     elapsed: float = 0.0  # seconds spent grading it
+    # ``cell_errors`` in the grader's words only (no text of the submission's): for students
+    student_cell_errors: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -142,6 +171,8 @@ class GradeReport:
                         f"{format_points(c.max_points)}]")
                 if c.message:
                     line += f": {c.message}"
+                if c.detail and c.detail != c.message:
+                    line += f" — {c.detail}"
                 lines.append(line)
             if any(not c.passed for c in ex.cases) and ex.hint:
                 lines.append(f"  hint: {one_line(ex.hint, 1000)}")
@@ -164,6 +195,7 @@ class GradeReport:
             "max_score": self.max_score,
             "cell_errors": list(self.cell_errors),
             "flags": list(self.flags),
+            "student_output": self.student_output(),
             "elapsed_s": round(self.elapsed, 2),
             "exercises": [
                 {"id": ex.id, "function": ex.function, "score": ex.score,
@@ -173,9 +205,20 @@ class GradeReport:
             ],
         }
 
+    def student_output(self) -> str:
+        """What a student reads about the whole run: the status, the cells that raised (by
+        exception type) and how many flags the instructor has to look at, all in the
+        grader's words."""
+        flags = len(self.flags)
+        return "\n".join([
+            f"status: {self.status}", *(f"! {e}" for e in self.student_cell_errors),
+            *([f"{flags} note{'s' if flags > 1 else ''} for the instructor's review"]
+              if flags else [])])
+
     def to_gradescope(self) -> dict[str, Any]:
         """Gradescope's ``results.json`` layout: one test per case; hidden cases are
-        visible to students only after grades are published."""
+        visible to students only after grades are published. Only what students may read:
+        :meth:`student_output` and the cases' ``message``, never the submission's own text."""
         tests = []
         for ex in self.exercises:
             for c in ex.cases:
@@ -190,10 +233,8 @@ class GradeReport:
                     "output": output,
                     "visibility": "after_published" if c.hidden else "visible",
                 })
-        output = "\n".join([f"status: {self.status}", *(f"! {e}" for e in self.cell_errors),
-                            *(f"flagged: {f}" for f in self.flags)])
         return {"score": self.score,
-                "output": output,
+                "output": self.student_output(),
                 "tests": tests}
 
     def to_markdown(self, title: str | None = None, max_failures: int = 10) -> str:
@@ -218,7 +259,9 @@ class GradeReport:
             lines += ["", "Failed cases:", ""]
             for ex, c in failed[:max_failures]:
                 label = f"{c.name} (hidden)" if c.hidden else c.name
-                lines.append(f"- `{ex.id}` {one_line(label)}: {one_line(c.message)}")
+                detail = f" — {c.detail}" if c.detail and c.detail != c.message else ""
+                lines.append(f"- `{ex.id}` {one_line(label)}: "
+                             f"{one_line(c.message + detail, 3000)}")
             if len(failed) > max_failures:
                 lines.append(f"- ... and {len(failed) - max_failures} more")
         return "\n".join(lines) + "\n"

@@ -14,11 +14,12 @@ What a stub replaces (an AST rewrite of the module that defines the reference):
   (:func:`own_answer`), or ``raise NotImplementedError(...)`` when it has none: the
   package's other code that uses it (``ASPPPooling`` calls ``image_pooling``) then runs on
   the student's answer, and calling "the reference" gains nothing;
-* a **class** — every method's body but ``__init__``'s. The summaries of class exercises
-  build the reference to learn its parameter names and shapes (which their failure messages
-  state anyway), so ``__init__`` stays; what the reference *computes* does not. A
-  submission that subclasses the reference to keep its ``__init__`` is still caught by the
-  call monitor (:class:`~segedu.grading.engine.confine.ReferenceMonitor`), the second layer.
+* a **class** — every method's body, ``__init__``'s included: the class cannot be built, so
+  a submission that subclasses it and adds nothing has no working code at all (whatever it
+  does to the call monitor). What the summaries of class exercises need to know of the
+  reference (its parameter names and shapes, which their failure messages state anyway)
+  the grader computes from the real class and sends to the child as facts
+  (:func:`~segedu.grading.engine.exercise.reference_fact`).
 
 A reference that is not defined in the segedu package (an instructor's lambda in a private
 test file) needs no stub: the child never receives the private test files.
@@ -94,6 +95,17 @@ def _delegating_body(node: ast.FunctionDef, module: str) -> None:
     node.body = [ast.Return(ast.Call(own, positional, keywords))]
 
 
+def _stub_class(node: ast.ClassDef, qualified: str) -> None:
+    """Every method raises, ``__init__`` included (one is added if the class has none): the
+    class cannot be built, so a subclass that adds nothing inherits nothing that works."""
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    if not any(isinstance(item, functions) and item.name == "__init__" for item in node.body):
+        node.body.append(ast.parse("def __init__(self, *args, **kwargs): pass").body[0])
+    for item in node.body:
+        if isinstance(item, functions):
+            _stub_body(item, f"{qualified}.{item.name}")
+
+
 def _stub_module(source: str, module: str, qualnames: set[str]) -> str:
     tree = ast.parse(source)
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -103,9 +115,7 @@ def _stub_module(source: str, module: str, qualnames: set[str]) -> str:
         elif isinstance(node, functions) and node.name in qualnames:
             _stub_body(node, f"{module}.{node.name}")
         elif isinstance(node, ast.ClassDef) and node.name in qualnames:
-            for item in node.body:
-                if isinstance(item, functions) and item.name != "__init__":
-                    _stub_body(item, f"{module}.{node.name}.{item.name}")
+            _stub_class(node, f"{module}.{node.name}")
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
