@@ -3,7 +3,7 @@ reference implementation, with that exercise's cases (public and hidden) as the 
 
     python benchmarks/exercise_mutation.py [--chapters ch01 ch05] [--out FILE] [--survivors]
 
-For each exercise of chapters 1-6 this takes the model answer from the instructor's notebook
+For each exercise of chapters 1-8 this takes the model answer from the instructor's notebook
 (``solutions/NN_*.ipynb``: the answer cell, with the setup cell and the earlier answers run
 first, exactly the code a student is asked to write and with the exercise's own signature),
 and makes one mutant per mutation point with the standard operators of mutation-testing tools
@@ -56,7 +56,7 @@ from segedu.grading import exercises_for
 from segedu.grading.engine.exercise import compare, compute, reference_value
 from segedu.grading.engine.notebook import graded_cells, load_notebook
 
-CHAPTERS = ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
+CHAPTERS = ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08")
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 OUT = ROOT / "benchmarks" / "results" / "exercise_mutation.json"

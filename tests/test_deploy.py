@@ -12,9 +12,11 @@ from torch import nn
 
 import segedu
 from segedu.cli import main
+from segedu.core.sizes import resnet_feature_size
 from segedu.deploy import (
     OutputOnly,
     calibration_images,
+    conv_cost,
     count_batchnorms,
     count_flops,
     export_onnx,
@@ -23,7 +25,9 @@ from segedu.deploy import (
     input_shape,
     int8_report,
     measure_latency,
+    network_cost,
     onnx_session,
+    pspnet_export_size,
     quantize_onnx,
     run_onnx,
     tensorrt_status,
@@ -127,6 +131,24 @@ def test_fold_conv_bn_rejects_layers_that_do_not_fit():
         fold_conv_bn(nn.Linear(3, 6), nn.BatchNorm2d(6))
 
 
+def test_fold_conv_bn_refuses_a_batchnorm_in_training_mode():
+    # in training mode bn(conv(x)) uses the batch's statistics: no fixed conv computes it
+    with pytest.raises(ValueError, match=r"training mode.*bn\.eval\(\)"):
+        fold_conv_bn(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6))
+    assert fold_conv_bn(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6).eval()).bias is not None
+
+
+def test_fold_conv_bn_folds_depthwise_and_dilated_convs_with_any_eps():
+    torch.manual_seed(1)
+    x = torch.randn(1, 6, 13, 10)
+    for conv, eps in [(nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6, bias=False), 1e-3),
+                      (nn.Conv2d(6, 4, (1, 3), stride=2, bias=True), 0.5)]:
+        bn = _randomise_batchnorm(nn.BatchNorm2d(conv.out_channels, eps=eps))
+        with torch.no_grad():
+            torch.testing.assert_close(fold_conv_bn(conv, bn)(x), bn(conv(x)),
+                                       rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["deeplabv3_mobilenet_v3_large", "fcn_resnet50", "segnet",
                                   "lraspp_mobilenet_v3_large"])
 def test_folding_a_whole_model_removes_every_batchnorm_and_keeps_its_outputs(name):
@@ -191,6 +213,62 @@ class _ConvOnly(nn.Module):
 
 def test_flops_of_a_conv_are_two_per_multiply_add():
     assert count_flops(_ConvOnly(), torch.randn(1, 3, 10, 10)) == 2 * (3 * 3 * 3) * 8 * 10 * 10
+
+
+@pytest.mark.parametrize("layers, size", [
+    ([nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+      nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8),
+      nn.Conv2d(8, 16, (1, 3), padding="same"), nn.BatchNorm2d(16, affine=False),
+      nn.Conv2d(16, 5, 1)], (37, 50)),
+    ([nn.Conv2d(4, 6, (3, 5), stride=(2, 1), padding=(0, 2), groups=2), nn.ReLU6(),
+      nn.AvgPool2d(2), nn.Conv2d(6, 6, 3, padding="valid", groups=6), nn.Hardswish()], (31, 19)),
+])
+def test_counting_by_hand_agrees_with_pytorch_parameters_and_flop_counter(layers, size):
+    # the convention: one MAC per multiply-add, bias and BatchNorm free; FlopCounterMode
+    # counts 2 FLOPs per MAC and nothing else
+    net = nn.Sequential(*layers)
+    params, macs = network_cost(net, *size)
+    assert params == sum(p.numel() for p in net.parameters())
+    assert 2 * macs == count_flops(net, torch.randn(1, layers[0].in_channels, *size))
+
+
+def test_conv_cost_of_a_vgg_layer_and_a_depthwise_one_and_its_errors():
+    assert conv_cost(64, 128, 3, 56, 56) == (73856, 231211008)
+    assert conv_cost(32, 32, 3, 10, 10, groups=32, bias=False) == (288, 28800)
+    with pytest.raises(ValueError, match="groups=3 must divide both in_channels=4"):
+        conv_cost(4, 6, 3, 5, 5, groups=3)
+    with pytest.raises(ValueError, match="layer 1 is a Linear"):
+        network_cost(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), 8, 8)
+
+
+@pytest.mark.parametrize("height, width, stride, bins", [
+    (480, 640, 8, (1, 2, 3, 6)), (500, 375, 16, (1, 2, 3, 6)), (33, 40, 8, (1, 2, 3, 6)),
+    (1000, 999, 32, (1, 2, 4))])
+def test_pspnet_export_size_is_the_nearest_size_every_bin_divides(height, width, stride, bins):
+    def fits(n):
+        return n >= 32 and all(resnet_feature_size(n, stride) % b == 0 for b in bins)
+
+    for asked, got in zip((height, width), pspnet_export_size(height, width, stride, bins),
+                          strict=True):
+        assert fits(got)
+        assert not any(fits(n) for n in range(asked - abs(got - asked) + 1,
+                                              asked + abs(got - asked)))
+
+
+def test_pspnet_export_size_gives_a_plain_average_pool_in_the_exported_graph(tmp_path):
+    # at a size every bin divides, pyramid pooling exports without index arithmetic
+    import onnx
+
+    model = small("pspnet")
+    fit = pspnet_export_size(64, 64)[0]     # 48: a 6x6 map
+    ops = {}
+    for size in (64, fit):                  # 64: an 8x8 map, which 3 and 6 do not divide
+        path = export_onnx(model, tmp_path / f"p{size}.onnx", torch.randn(1, 3, size, size),
+                           dynamic_batch=False)
+        ops[size] = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "Gather" in ops[64] and "GatherND" in ops[64]
+    assert not {"Gather", "GatherND", "Where"} & set(ops[fit])
+    assert ops[fit].count("AveragePool") == 3   # bins 2, 3, 6 (the 1-bin is a ReduceMean)
 
 
 def test_tensorrt_is_either_available_or_skipped_with_a_reason():

@@ -188,3 +188,31 @@ def test_exercise_notebook_runs_top_to_bottom_with_stubs(name):
         assert re.search(r": 0/\d+ cases passed", text), (
             f"{name}, cell {index}: a check cell should report 0 cases passed for the stub, "
             f"printed {text!r}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_point_table_and_headings_match_the_registry(name):
+    # The first cell's table (| # | `function` | ... | points |), its total, the "k of the n
+    # points are public" line and each "## Exercise N ... · P points" heading state the points
+    # the grader gives; a case added or re-weighted in the registry must show here too.
+    from segedu.grading import exercises_for
+
+    cells = load_notebook(SOLUTIONS / name)["cells"]
+    intro = "".join(cells[0]["source"])
+    exercises = exercises_for(chapter_of(SOLUTIONS / name))
+    points = {ex.function: sum(c.points for c in ex.cases) for ex in exercises}
+    table = {m[1]: float(m[2]) for m in re.finditer(
+        r"^\|\s*\d+\s*\|\s*`(\w+)`.*\|\s*([\d.]+)\s*\|\s*$", intro, re.M)}
+    assert table == points, f"{name}: the point table says {table}, the registry {points}"
+    total = re.search(r"\*\*total\*\*\s*\|\s*\*\*([\d.]+)\*\*", intro)
+    if total:
+        assert float(total[1]) == sum(points.values()), f"{name}: total {total[1]}"
+    public = re.search(r"(\d+) of the (\d+) points are public", intro)
+    if public:
+        expected = (sum(c.points for ex in exercises for c in ex.cases if not c.hidden),
+                    sum(points.values()))
+        assert (float(public[1]), float(public[2])) == expected, f"{name}: {public[0]}"
+    headings = [float(m[1]) for cell in cells if cell["cell_type"] == "markdown"
+                for m in re.finditer(r"^## Exercise \d+ .*· (\d+) points",
+                                     "".join(cell["source"]), re.M)]
+    assert headings == list(points.values()), f"{name}: headings {headings}"

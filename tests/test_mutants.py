@@ -49,7 +49,7 @@ def failed_cases(mutant, first: bool = True) -> list[str]:
 
 def test_every_chapter_with_exercises_has_mutants():
     chapters = {ex_id.split(".")[0] for ex_id in (m.exercise_id for m in MUTANTS)}
-    for chapter in ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06"):
+    for chapter in ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch08"):
         assert chapter in chapters, f"no mutants for {chapter}"
 
 
@@ -89,3 +89,26 @@ def test_the_cases_kill_every_mutant_of_the_model_answers_that_is_not_equivalent
                  if info["survivors"] and not info["open_ended"]}
     assert not survivors, f"wrong answers that pass every case: {survivors}"
     assert all(rows["killed"] >= 15 for rows in report["chapters"].values())
+
+
+def test_a_refusal_case_names_the_wrong_error_type_and_what_the_message_lacks():
+    exercise = get_exercise("ch08.fold_conv_bn")
+    case = exercise.case("mismatched channels are refused")
+    expected = reference_value(exercise, case)
+
+    def wrong_type(conv, bn):
+        raise RuntimeError("8 channels, not 6")
+
+    def silent(conv, bn):
+        return conv
+
+    def stub(conv, bn):
+        raise NotImplementedError("ch08.fold_conv_bn")
+
+    ok, message = compare(exercise, compute(exercise, wrong_type, case), expected)
+    assert not ok and "RuntimeError (not a ValueError)" in message, message
+    ok, message = compare(exercise, compute(exercise, silent, case), expected)
+    assert not ok and "nothing (it returned Conv2d)" in message and \
+        "names both channel counts" in message, message
+    with pytest.raises(NotImplementedError):  # the stub is not an answer: check says "not yet"
+        compute(exercise, stub, case)

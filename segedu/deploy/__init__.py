@@ -16,15 +16,25 @@ package does not need them; the functions that do say what to install.
 Layer: chapter 8, above training (7); imports core, backbones, data and earlier chapters only.
 """
 
-from .export import OutputOnly, evaluate_onnx, export_onnx, input_shape, onnx_session, run_onnx
+from .export import (
+    OutputOnly,
+    evaluate_onnx,
+    export_onnx,
+    input_shape,
+    onnx_session,
+    pspnet_export_size,
+    run_onnx,
+)
 from .fold import count_batchnorms, fold_batchnorm, fold_conv_bn
 from .lraspp import LRASPP, LRASPPHead, lite_aspp, lraspp_mobilenet_v3_large
 from .measure import (
     Latency,
     compare_latency,
+    conv_cost,
     count_flops,
     machine_info,
     measure_latency,
+    network_cost,
     tensorrt_status,
 )
 from .quantize import (
@@ -42,6 +52,7 @@ __all__ = [
     "onnx_session",
     "run_onnx",
     "evaluate_onnx",
+    "pspnet_export_size",
     "fold_conv_bn",
     "fold_batchnorm",
     "count_batchnorms",
@@ -55,6 +66,8 @@ __all__ = [
     "compare_latency",
     "machine_info",
     "count_flops",
+    "conv_cost",
+    "network_cost",
     "tensorrt_status",
     "LRASPP",
     "LRASPPHead",

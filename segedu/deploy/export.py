@@ -23,7 +23,9 @@ on). It does not work where the code needs the size's *value*:
   index check), so the exporter fixes H and W to the example's (it *specialises* them);
 * PSPNet: pooling to 2, 3 and 6 bins that need not divide the map becomes index lists computed
   for the example's size. The exporter keeps H and W symbolic, but the graph is wrong at any
-  other size (ONNX Runtime fails with an out-of-range index).
+  other size (ONNX Runtime fails with an out-of-range index). Deploy it at a size every bin
+  divides (:func:`pspnet_export_size` finds the nearest): each bin is then a plain average
+  pool of equal cells, as the paper draws it.
 
 Export at a size where no feature map is 1x1: ``torch.export`` treats a size of 1 as a special
 case and bakes it in. :func:`export_onnx` checks all of this: it raises a
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -52,9 +55,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.sizes import resnet_feature_size
 from ..core.validation import check_image_batch
+from ..pspnet import PAPER_BINS
 
-__all__ = ["OutputOnly", "export_onnx", "onnx_session", "run_onnx", "input_shape", "evaluate_onnx"]
+__all__ = ["OutputOnly", "export_onnx", "onnx_session", "run_onnx", "input_shape", "evaluate_onnx",
+           "pspnet_export_size"]
 
 
 class OutputOnly(nn.Module):
@@ -132,6 +138,34 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     if dynamic_size:
         _check_other_size(model, path, example)
     return path
+
+
+def pspnet_export_size(height: int, width: int, output_stride: int = 8,
+                       bins: tuple[int, ...] = PAPER_BINS) -> tuple[int, int]:
+    """The input size nearest to ``height x width`` (each side separately, the larger on a
+    tie, at least 32) at which every pyramid bin divides PSPNet's feature map: the dilated
+    ResNet's last map at ``output_stride`` (:func:`~segedu.core.sizes.resnet_feature_size`)
+    must be a multiple of the bins' least common multiple.
+
+    Such sizes come in runs of ``output_stride`` inputs every ``output_stride * lcm(bins)``
+    (48 at stride 8 with the paper's bins), so the answer is less than that far away.
+
+    >>> pspnet_export_size(480, 640)     # a VGA camera: maps 60 x 80 -> 60 x 78
+    (480, 624)
+    """
+    if not bins or any(not isinstance(b, int) or b < 1 for b in bins):
+        raise ValueError(f"bins must be positive ints such as (1, 2, 3, 6), got {bins!r}.")
+    period = math.lcm(*bins)
+
+    def nearest(side: int, name: str) -> int:
+        if not isinstance(side, int) or side < 1:
+            raise ValueError(f"{name} must be a positive int (pixels), got {side!r}.")
+        for distance in range(output_stride * period + 32):
+            for size in (side + distance, side - distance):
+                if size >= 32 and resnet_feature_size(size, output_stride) % period == 0:
+                    return size
+        raise AssertionError("unreachable: a fitting size recurs every stride * lcm(bins)")
+    return nearest(height, "height"), nearest(width, "width")
 
 
 def _check_other_size(model: nn.Module, path: Path, example: torch.Tensor) -> None:

@@ -28,17 +28,29 @@ __all__ = ["fold_conv_bn", "fold_batchnorm", "count_batchnorms"]
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A new ``nn.Conv2d`` computing ``bn(conv(x))`` with ``bn`` in eval mode (running stats).
 
-    The inputs are not changed. Raises ``ValueError`` when the layers do not fit together.
+    Any convolution folds — with or without a bias, strided, dilated, grouped or depthwise
+    (MobileNet's): the scale ``s`` is per *output* channel, and a grouped conv's weight is
+    still ``(out_channels, in_channels / groups, kh, kw)``. The inputs are not changed.
+
+    Raises ``ValueError`` when the layers do not fit together (not a Conv2d and a
+    BatchNorm2d, or different channel counts), and when ``bn`` is in training mode: then
+    ``bn(conv(x))`` normalises with each batch's own statistics, which no fixed convolution
+    computes (call ``bn.eval()``, or ``model.eval()``, first).
     """
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
         raise ValueError(f"fold_conv_bn takes an nn.Conv2d and an nn.BatchNorm2d, got "
                          f"{type(conv).__name__} and {type(bn).__name__}.")
     if conv.out_channels != bn.num_features:
         raise ValueError(f"the conv has {conv.out_channels} output channels but the BatchNorm "
-                         f"normalises {bn.num_features}.")
+                         f"normalises {bn.num_features}: fold a BatchNorm into the conv whose "
+                         "output it normalises.")
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("this BatchNorm keeps no running statistics (track_running_stats="
                          "False): it normalises with each batch's statistics and cannot fold.")
+    if bn.training:
+        raise ValueError("the BatchNorm is in training mode: it normalises with each batch's "
+                         "own statistics, which no fixed convolution computes. Fold the "
+                         "deployed network: call bn.eval() (or model.eval()) first.")
     folded = copy.deepcopy(conv)
     folded.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
                                            device=conv.weight.device)) if conv.bias is None \

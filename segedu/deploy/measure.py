@@ -10,6 +10,14 @@ FLOPs come from PyTorch's own counter, :class:`torch.utils.flop_counter.FlopCoun
 counts the floating-point operations of matrix multiplications and convolutions (2 per
 multiply-add) as the model really runs them, and nothing else (element-wise ops, pooling and
 interpolation are not counted — they are memory-bound anyway).
+
+The same numbers by hand (the lesson, and the chapter's exercise): :func:`conv_cost` gives a
+convolution's parameters and multiply-accumulates (MACs) from its hyper-parameters and output
+size, :func:`network_cost` sums them over a plain stack of layers. **Convention:** one MAC is
+one multiplication of a weight by an input value added into an output; a bias's addition and
+BatchNorm (folded into the conv before deployment, :mod:`~segedu.deploy.fold`) cost none. So
+``FLOPs = 2 * MACs`` exactly as :func:`count_flops` counts them. Papers mix the two ("FLOPs"
+often means MACs, as in MobileNetV3's table): say which.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["Latency", "measure_latency", "compare_latency", "count_flops", "tensorrt_status",
-           "machine_info"]
+from ..core.sizes import conv_output_size
+
+__all__ = ["Latency", "measure_latency", "compare_latency", "count_flops", "conv_cost",
+           "network_cost", "tensorrt_status", "machine_info"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,87 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops()
+
+
+def _pair(value: int | tuple[int, ...], name: str, minimum: int = 1) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}.")
+    return pair
+
+
+def conv_cost(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+              out_height: int, out_width: int, groups: int = 1,
+              bias: bool = True) -> tuple[int, int]:
+    """``(parameters, MACs)`` of an ``nn.Conv2d`` producing an ``out_height x out_width`` map.
+
+    Each output value is a dot product of one filter, ``in_channels / groups`` channels by
+    ``kh x kw`` taps, with the input window under it: that many MACs per output value, for
+    ``out_channels x out_height x out_width`` values. The weights are ``out_channels`` such
+    filters, plus ``out_channels`` biases (additions, not MACs: see the module docstring).
+    A depthwise conv (``groups = in_channels``, MobileNet) has one channel per filter.
+
+    >>> conv_cost(64, 128, 3, 56, 56)              # a VGG conv: 74k weights, 231M MACs
+    (73856, 231211008)
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("groups", groups), ("out_height", out_height),
+                        ("out_width", out_width)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide both in_channels={in_channels} and "
+                         f"out_channels={out_channels} (as nn.Conv2d requires).")
+    per_output = (in_channels // groups) * kh * kw       # MACs of one output value
+    params = out_channels * per_output + (out_channels if bias else 0)
+    return params, out_channels * out_height * out_width * per_output
+
+
+#: Layers that change neither the size nor the count (activations, dropout).
+_FREE = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Identity,
+         nn.Dropout, nn.Dropout2d)
+
+
+def network_cost(layers: nn.Sequential, height: int, width: int) -> tuple[int, int]:
+    """``(parameters, MACs)`` of a plain stack of layers on a ``height x width`` input, by
+    hand: each ``Conv2d`` by :func:`conv_cost` at the size it outputs (sizes pushed through
+    with :func:`~segedu.core.sizes.conv_output_size`); ``BatchNorm2d`` adds its scale and shift
+    (2 per channel) and no MACs; pooling changes the size; activations cost nothing.
+
+    The parameters equal ``sum(p.numel() for p in layers.parameters())`` and ``2 * MACs``
+    equals :func:`count_flops` (the tests check both). Any other layer raises ``ValueError``.
+    """
+    params = macs = 0
+    for index, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d):
+            if isinstance(layer.padding, str):           # "same" keeps the size, "valid" is 0
+                pads = (None, None) if layer.padding == "same" else (0, 0)
+            else:
+                pads = layer.padding
+            height, width = (
+                n if p is None else conv_output_size(n, k, s, p, d)
+                for n, k, s, p, d in zip((height, width), layer.kernel_size, layer.stride,
+                                         pads, layer.dilation, strict=True))
+            p, m = conv_cost(layer.in_channels, layer.out_channels, layer.kernel_size,
+                             height, width, layer.groups, layer.bias is not None)
+            params, macs = params + p, macs + m
+        elif isinstance(layer, nn.BatchNorm2d):
+            params += 2 * layer.num_features if layer.affine else 0
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            dilation = getattr(layer, "dilation", 1)
+            stride = layer.stride if layer.stride is not None else layer.kernel_size
+            height, width = (
+                conv_output_size(n, k, s, p, d, ceil_mode=layer.ceil_mode)
+                for n, k, s, p, d in zip((height, width), _pair(layer.kernel_size, "kernel_size"),
+                                         _pair(stride, "stride"),
+                                         _pair(layer.padding, "padding", minimum=0),
+                                         _pair(dilation, "dilation"), strict=True))
+        elif not isinstance(layer, _FREE):
+            raise ValueError(f"network_cost counts Conv2d, BatchNorm2d, max/average pooling and "
+                             f"activations; layer {index} is a {type(layer).__name__}. Count "
+                             "other networks with count_flops.")
+    return params, macs
 
 
 def tensorrt_status() -> tuple[bool, str]:

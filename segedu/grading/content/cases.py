@@ -13,7 +13,10 @@ the answer has the wrong type). These are the ones more than one chapter uses:
 * summaries — :func:`as_int`, :func:`as_tensor`, and :func:`module_summary` for an exercise
   whose answer is an ``nn.Module`` class: its parameters must be named and shaped as the
   reference's (the grader loads weights by name), then it is run on seeded weights
-  (:func:`seeded_weights`).
+  (:func:`seeded_weights`); :func:`refusal` for a case in which the answer must *refuse* bad
+  input with a clear error;
+* measures of open-ended answers — :func:`bins_tile` (do a pyramid's bins cut a feature map
+  into equal cells?).
 
 What a summary needs to know of the reference it asks for as a *fact*
 (:func:`~segedu.grading.engine.exercise.reference_fact`): :func:`module_summary` learns the
@@ -24,16 +27,18 @@ sent to the child, where the reference class is a stub that cannot even be built
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from ...core.sizes import adaptive_pool_regions
 from ..engine.exercise import Exercise, compare, reference_fact, seeded_randn
 
 __all__ = ["const", "randn", "as_int", "as_tensor", "state_shapes", "module_summary",
-           "seeded_weights", "every_failure"]
+           "seeded_weights", "every_failure", "refusal", "bins_tile"]
 
 #: ``randn(*shape, seed=s)``: a case's random tensor, drawn through the grading seed
 #: (:func:`~segedu.grading.seeded_randn` under the short name the case tables use).
@@ -152,3 +157,46 @@ def every_failure(exercise: Exercise, got: Any, expected: Any, hidden: bool) -> 
     if failures:
         return False, "; ".join(failures)
     return True, notes[0] if len(notes) == 1 else ""
+
+
+def refusal(kind: type[Exception], mentions: Mapping[str, Iterable[str]]
+            ) -> Callable[[Any], dict[str, Any]]:
+    """Summary for a case in which the answer must refuse its input: raise ``kind`` (or a
+    subclass) with a message that says what was wrong.
+
+    The summary *catches* every ``Exception`` the call raises (:func:`~segedu.grading.compute`
+    hands it over instead of the return value), so that a wrong error type is reported as
+    such (but the stub's ``NotImplementedError`` is raised again: not an answer yet). It
+    returns ``{"error raised": the name of kind or what came instead, aspect: bool}``
+    with one aspect per ``mentions`` entry: ``{"the message names both channel counts":
+    ("8", "6")}`` is true when every word appears in the message as a whole word (case does
+    not matter). Judge it with :func:`every_failure`.
+    """
+    def summary(value: Any) -> dict[str, Any]:
+        if isinstance(value, NotImplementedError):  # the stub: not an answer yet
+            raise value
+        if isinstance(value, kind):
+            raised, message = kind.__name__, str(value)
+        elif isinstance(value, BaseException):
+            raised, message = f"{type(value).__name__} (not a {kind.__name__})", str(value)
+        else:
+            raised, message = f"nothing (it returned {type(value).__name__})", ""
+        found = {aspect: all(re.search(rf"\b{re.escape(word)}\b", message, re.IGNORECASE)
+                             for word in words)
+                 for aspect, words in mentions.items()}
+        return {"error raised": raised, **found}
+    summary.catches = (Exception,)
+    return summary
+
+
+def bins_tile(side: int, bins: Iterable[int]) -> bool:
+    """True when every bin in ``bins`` cuts a feature map of ``side`` pixels into cells of one
+    length that tile it without overlap (the cells adaptive pooling averages,
+    :func:`~segedu.core.sizes.adaptive_pool_regions`): PSPNet's pyramid as the paper draws it."""
+    for b in bins:
+        cells = adaptive_pool_regions(side, b)
+        if len({end - start for start, end in cells}) != 1 or cells[0][0] != 0 or \
+                cells[-1][1] != side or \
+                any(end != nxt for (_, end), (nxt, _) in zip(cells, cells[1:], strict=False)):
+            return False
+    return True

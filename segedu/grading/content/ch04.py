@@ -16,7 +16,7 @@ from ...core.sizes import adaptive_pool_regions, resnet_feature_size
 from ...pspnet import PyramidPoolingModule, pyramid_pool
 from ...train import segmentation_loss
 from ..engine.exercise import Case, Exercise, case_generator
-from .cases import as_tensor, const, every_failure, randn
+from .cases import as_tensor, bins_tile, const, every_failure, randn
 
 __all__ = ["EXERCISES"]
 
@@ -208,15 +208,7 @@ def _psp_outcome(low: int, high: int, bins: tuple[int, ...],
     def summary(size: Any) -> dict[str, bool]:
         if isinstance(size, bool) or not isinstance(size, int):
             raise TypeError(f"expected an int input size, got {type(size).__name__}")
-        fits = False
-        if 32 <= size <= 4096:
-            side = resnet_feature_size(size, output_stride)
-            fits = all(len({e - s for s, e in adaptive_pool_regions(side, b)}) == 1 and
-                       adaptive_pool_regions(side, b)[-1][1] == side and
-                       all(e == s2 for (_, e), (s2, _)
-                           in zip(adaptive_pool_regions(side, b),
-                                  adaptive_pool_regions(side, b)[1:], strict=False))
-                       for b in bins)
+        fits = 32 <= size <= 4096 and bins_tile(resnet_feature_size(size, output_stride), bins)
         return {"inside [low, high]": low <= size <= high,
                 "every bin's cells tile the feature map without overlap": fits}
     return summary

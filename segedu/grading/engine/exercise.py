@@ -258,15 +258,23 @@ def compute(exercise: Exercise, fn: Callable, case: Case, *,
     """Call ``fn`` on the case's inputs and return the summarised result as plain data.
 
     Runs under ``torch.no_grad()``. Exceptions from ``fn`` or from the summary (a wrong
-    return type) propagate to the caller. ``around``, when given, makes a context manager
-    entered around the call and the summary (the code the student wrote runs in both) but
-    not around building the inputs; the grader's child uses it to watch that code.
+    return type) propagate to the caller, except those a summary declares in its ``catches``
+    attribute (a tuple of exception types, see
+    :func:`~segedu.grading.content.cases.refusal`): for a case that checks that ``fn``
+    *refuses* bad input, the exception it raised is what the summary receives. ``around``,
+    when given, makes a context manager entered around the call and the summary (the code the
+    student wrote runs in both) but not around building the inputs; the grader's child uses it
+    to watch that code.
     """
     summary = case.summary or exercise.summary
+    catches = getattr(summary, "catches", ())  # a refusal case: the error is the answer
     with torch.no_grad():
         inputs = case.make_inputs()
         with around() if around is not None else nullcontext():
-            result = fn(*inputs)
+            try:
+                result = fn(*inputs)
+            except catches as error:
+                result = error
             if summary is not None:
                 result = summary(result)
         return to_plain(result)
