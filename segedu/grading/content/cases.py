@@ -167,24 +167,22 @@ def refusal(kind: type[Exception], mentions: Mapping[str, Iterable[str]]
     The summary *catches* every ``Exception`` the call raises (:func:`~segedu.grading.compute`
     hands it over instead of the return value), so that a wrong error type is reported as
     such (but the stub's ``NotImplementedError`` is raised again: not an answer yet). It
-    returns ``{"error raised": the name of kind or what came instead, aspect: bool}``
-    with one aspect per ``mentions`` entry: ``{"the message names both channel counts":
-    ("8", "6")}`` is true when every word appears in the message as a whole word (case does
-    not matter). Judge it with :func:`every_failure`.
+    returns booleans only (what students read is the grader's words, never text the submission
+    produced): ``{"raises an error": ..., "the error is a <kind>": ..., aspect: ...}`` with one
+    aspect per ``mentions`` entry: ``{"the message names both channel counts": ("8", "6")}``
+    is true when the error is a ``kind`` and every word appears in its message as a whole word
+    (case does not matter). Judge it with :func:`every_failure`.
     """
-    def summary(value: Any) -> dict[str, Any]:
+    def summary(value: Any) -> dict[str, bool]:
         if isinstance(value, NotImplementedError):  # the stub: not an answer yet
             raise value
-        if isinstance(value, kind):
-            raised, message = kind.__name__, str(value)
-        elif isinstance(value, BaseException):
-            raised, message = f"{type(value).__name__} (not a {kind.__name__})", str(value)
-        else:
-            raised, message = f"nothing (it returned {type(value).__name__})", ""
-        found = {aspect: all(re.search(rf"\b{re.escape(word)}\b", message, re.IGNORECASE)
-                             for word in words)
+        message = str(value) if isinstance(value, kind) else ""
+        found = {aspect: bool(message) and all(
+                     re.search(rf"\b{re.escape(word)}\b", message, re.IGNORECASE)
+                     for word in words)
                  for aspect, words in mentions.items()}
-        return {"error raised": raised, **found}
+        return {"raises an error": isinstance(value, BaseException),
+                f"the error is a {kind.__name__}": isinstance(value, kind), **found}
     summary.catches = (Exception,)
     return summary
 
