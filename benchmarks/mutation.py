@@ -61,6 +61,32 @@ EQUIVALENT: dict[str, str] = {
         "the dilation passed to the argument check is a constant: 1 and 2 both pass it.",
     "segedu.core.sizes.x_stack_output_size__mutmut_37":
         "nn.MaxPool2d/AvgPool2d set stride = kernel_size when given None: never None here.",
+    # receptive (sample of 150, 2026-12-02)
+    **{f"segedu.tools.receptive.theoretical.x__main_paths__mutmut_{n}": (
+        "a BatchNorm or Dropout name in the path table: the walk yields them only to skip "
+        "them (no geometry, no row), and a name given as upto= is matched only on rows")
+       for n in (5, 42, 43, 56)},
+    "segedu.tools.receptive.theoretical.x__walk__mutmut_15":
+        "getattr without a default: every class in the path table has every listed attribute "
+        "(a None attribute is still skipped by the `is not None` below)",
+    "segedu.tools.receptive.theoretical.x_receptive_field__mutmut_30":
+        "matches(name, None) for matches(name, name): upto is a str, so `upto in (name, None)` "
+        "is `upto == name`",
+    "segedu.tools.receptive.effective.x\u01c1EffectiveRF\u01c1mass_extent__mutmut_19":
+        "arange without dtype: int64 positions promote to the gradient's float dtype",
+    "segedu.tools.receptive.effective.x\u01c1EffectiveRF\u01c1support__mutmut_18":
+        "g.max() < 0 for <= 0: an all-zero gradient has no row above 0 x max, caught by "
+        "rows.numel() == 0 first",
+    # metrics (sample of 150, 2026-12-02)
+    "segedu.core.metrics.x__boundaries__mutmut_3":
+        "int64 0/1 edges for bool ones: |=, & and the dilation give the same public results",
+    "segedu.core.metrics.x_boundary_f1__mutmut_52":
+        "precision 1.0 for 0.0 when nothing is predicted as boundary: recall is then 0 too "
+        "(no predicted edge is near a true one), so F1 = 2PR/(P+R) = 0 either way",
+    **{f"segedu.core.metrics.x\u01c1ConfusionMatrix\u01c1{name}__mutmut_{n}": (
+        "moving the matrix to the counts' device: observable only with two devices (CUDA); "
+        "on a CPU-only machine every tensor is on the CPU")
+       for name, n in (("merge", 5), ("update", 64), ("update", 65), ("update", 66))},
 }
 
 # --------------------------------------------------------------------------------------------

@@ -462,3 +462,23 @@ def test_format_report_refuses_per_class_lists_of_different_lengths() -> None:
     r = ConfusionMatrix(3).update(*hand_worked_example()).compute()
     with pytest.raises(ValueError):
         format_report({**r, "acc": r["acc"][:2]})
+
+
+# --------------------------------------------------------------------------- what mutation found
+
+def test_boundary_band_names_its_argument_when_the_target_is_not_a_label_map():
+    from segedu.core.metrics import boundary_band
+
+    with pytest.raises(ValueError, match=r"^target must be .*got shape \(4, 4\)"):
+        boundary_band(torch.zeros(4, 4, dtype=torch.long))
+
+
+def test_boundary_f1_tolerates_two_pixels_by_default():
+    from segedu.core.metrics import boundary_f1
+
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    target[:, :, 8:] = 1                        # a vertical edge between columns 7 and 8
+    pred = torch.zeros_like(target)
+    pred[:, :, 12:] = 1  # the same edge 4 columns to the right (edges mark both sides: 2 px)
+    assert boundary_f1(pred, target) == boundary_f1(pred, target, tolerance=2) == 0.0
+    assert boundary_f1(pred, target, tolerance=3) > 0.0

@@ -484,3 +484,68 @@ def test_ppm_cells_reproduce_adaptive_avg_pool_in_2d(h, w, bins):
     assert len(cells) == bins * bins
     by_hand = torch.stack([x[0, 0, t:b, l:r].mean() for t, b, l, r in cells])
     torch.testing.assert_close(by_hand, pooled)
+
+
+# --------------------------------------------------------------------------- what mutation found
+
+def test_aspp_taps_reports_each_branch_under_its_own_integer_rate():
+    from segedu.tools.receptive import aspp_taps
+
+    branches = aspp_taps(513, 16, rates=(6.0, 12, 18))
+    assert [b.rate for b in branches] == [6, 12, 18]
+    assert all(type(b.rate) is int for b in branches)
+
+
+def test_a_non_square_padding_is_refused_by_name():
+    from segedu.tools.receptive import receptive_field
+
+    with pytest.raises(ValueError, match="non-square padding"):
+        receptive_field([nn.Conv2d(1, 1, 3, padding=(1, 0))])
+    with pytest.raises(ValueError, match="non-square stride"):
+        receptive_field([nn.Conv2d(1, 1, 3, stride=(2, 1))])
+
+
+def test_effective_field_of_a_model_without_parameters():
+    from segedu.tools.receptive import effective_receptive_field
+
+    erf = effective_receptive_field(nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1)), 9)
+    assert erf.support() == (3, 5, 3, 5)  # rows 3..5, cols 3..5 around the centre unit (4, 4)
+
+
+def test_effective_field_reads_the_out_entry_of_a_dict_output():
+    from segedu.tools.receptive import effective_receptive_field
+
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 5, padding=2)
+
+        def forward(self, x):
+            return {"out": self.conv(x), "aux": x}
+
+    erf = effective_receptive_field(DictNet(), 11)
+    assert erf.output_size == (11, 11)
+    assert erf.support() == (3, 7, 3, 7)
+
+
+def test_the_random_inputs_of_the_effective_field_follow_the_seed():
+    from segedu.tools.receptive import effective_receptive_field
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+    torch.manual_seed(1)  # the global generator must not matter
+    a = effective_receptive_field(model, 9, seed=3).gradient
+    torch.manual_seed(2)
+    b = effective_receptive_field(model, 9, seed=3).gradient
+    c = effective_receptive_field(model, 9, seed=4).gradient
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)  # ReLU routes the gradient differently for other inputs
+
+
+def test_support_threshold_is_relative_to_the_largest_gradient():
+    gradient = torch.zeros(7, 7)
+    gradient[3, 3], gradient[3, 1:6] = 10.0, torch.tensor([1.0, 4.0, 10.0, 4.0, 1.0])
+    erf = EffectiveRF(gradient, (3, 3), (7, 7))
+    assert erf.support() == (3, 3, 1, 5)
+    assert erf.support(threshold=0.2) == (3, 3, 2, 4)  # above 2 = 0.2 x the largest (10)
+    assert erf.support(threshold=0.5) == (3, 3, 3, 3)
