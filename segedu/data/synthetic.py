@@ -29,6 +29,7 @@ __all__ = [
     "pixel_grid",
     "upsample_matrix",
     "hsv",
+    "signed_distance",
 ]
 
 
@@ -78,7 +79,7 @@ def hsv(h_degrees: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb((h_degrees % 360) / 360, s, v), dtype=np.float32)
 
 
-def _signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.ndarray:
+def signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.ndarray:
     """Signed distance (in pixels) from every pixel centre to the shape's outline.
 
     Negative inside, positive outside. For squares and triangles this is the "max over the
@@ -290,7 +291,7 @@ class SyntheticShapes(SyntheticSet):
         for shape in shapes:
             kind = self._KINDS[shape.label]
             inner = shape.radius * rng.uniform(0.4, 0.6) if kind == "ring" else 0.0
-            dist = _signed_distance(shape, kind, inner, size)
+            dist = signed_distance(shape, kind, inner, size)
             # Anti-aliasing: a pixel whose centre lies within half a pixel of the outline is
             # a mix of object and whatever is behind it.
             alpha = np.clip(0.5 - dist, 0.0, 1.0)
