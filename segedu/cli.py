@@ -575,6 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--verbose", action="store_true",
                        help="with several submissions, print each one's full report")
     grade.set_defaults(func=_grade)
+
+    from .tools import experiment as harness  # its own module: options, run and stored results
+
+    experiment = sub.add_parser(
+        "experiment", help="compare models with both per-pixel baselines on a diagnostic task "
+                           "(equal budgets, seeds, stored results)")
+    harness.add_arguments(experiment)
+    experiment.set_defaults(func=harness.run_cli)
     return parser
 
 
