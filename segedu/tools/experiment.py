@@ -58,13 +58,14 @@ from ..train.experiment import PixelClassifier, WindowedPixelClassifier, mean_sd
 from ..zoo import build_model, get_factory, list_models
 
 __all__ = ["BASELINES", "Budget", "build", "model_cost", "evaluate", "run_one", "run_comparison",
-           "summarize", "format_table", "write_results", "context", "add_arguments", "command_line",
-           "run_cli"]
+           "summarize", "format_table", "write_results", "context", "describe", "add_arguments",
+           "command_line", "run_cli"]
 
 
 #: The per-pixel baselines, in every comparison: name -> factory(num_classes).
 BASELINES: dict[str, Callable[[int], nn.Module]] = {
-    "colour-only": lambda num_classes: PixelClassifier(num_classes, hidden=32),
+    "colour-only": lambda num_classes: PixelClassifier(num_classes, hidden=32,
+                                                       standardize=True),
     "windowed": lambda num_classes: WindowedPixelClassifier(num_classes, windows=(5, 15, 31)),
 }
 
@@ -183,11 +184,13 @@ def _with_baselines(models: Sequence[str]) -> list[str]:
 def run_comparison(task: Task | str, models: Sequence[str], seeds: Sequence[int] = (0, 1, 2),
                    budget: Budget | None = None, *, train_length: int | None = None,
                    val_length: int | None = None,
-                   log: Callable[[str], None] | None = print) -> list[dict]:
+                   log: Callable[[str], None] | None = print,
+                   on_run: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Train the baselines and ``models`` on ``task``, once per seed, under one ``budget``.
 
     Every model sees the same training images (the task's training split, ``train_length``
-    of them) and is scored on the same validation images. Returns one record per run.
+    of them) and is scored on the same validation images. Returns one record per run;
+    ``on_run(runs)`` is called after each (to store partial results of a long comparison).
     """
     task = get_task(task) if isinstance(task, str) else task
     budget = budget or Budget()
@@ -199,6 +202,8 @@ def run_comparison(task: Task | str, models: Sequence[str], seeds: Sequence[int]
     for name in _with_baselines(models):
         for seed in seeds:
             runs.append(run_one(task, name, seed, budget, train_set=train_set, val_set=val_set))
+            if on_run:
+                on_run(runs)
             if log:
                 r = runs[-1]
                 log(f"{task.name:>10}  {name:<14} seed {seed}  mIoU {r['miou']:.3f}  boundary F1 "
@@ -286,6 +291,15 @@ def context(command: str) -> dict:
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def describe(task: Task, budget: Budget, train_length: int | None = None,
+             val_length: int | None = None) -> dict:
+    """The task and budget of a comparison, as stored with its results."""
+    return {"task": task.name, "isolates": task.isolates, "classes": list(task.classes),
+            "budget": asdict(budget), "train_images": train_length or task.train_length,
+            "val_images": val_length or task.val_length, "image_size": task.size,
+            "val_size": task.val_size or task.size}
+
+
 #: ``--quick``: a smoke run that proves the pipeline works; no conclusion may be drawn from it.
 QUICK_BUDGET, QUICK_TRAIN, QUICK_VAL = Budget(iterations=4, batch_size=4), 16, 8
 
@@ -342,11 +356,8 @@ def run_cli(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     runs = run_comparison(task, args.models, seeds, budget, train_length=train_length,
                           val_length=val_length)
-    payload.update(task=task.name, isolates=task.isolates, classes=list(task.classes),
-                   quick=bool(args.quick), budget=asdict(budget),
-                   train_images=train_length or task.train_length,
-                   val_images=val_length or task.val_length, image_size=task.size,
-                   val_size=task.val_size or task.size, loadavg_after=os.getloadavg(), runs=runs)
+    payload.update(describe(task, budget, train_length, val_length), quick=bool(args.quick),
+                   loadavg_after=os.getloadavg(), runs=runs)
     print(format_table(summarize(runs)))
     if args.quick:
         print("(--quick: a smoke run; these numbers say nothing about the models)")

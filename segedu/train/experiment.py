@@ -80,9 +80,9 @@ class WindowedPixelClassifier(nn.Module):
     """The per-pixel baselines: each pixel is labelled from its own colour and, for each window
     size in ``windows``, the mean and spread of the colours in that window around it
     (:func:`window_features`), through a small MLP shared by all pixels (1x1 convolutions:
-    ``features -> hidden -> num_classes``; ``hidden=0`` makes it linear). The features are
-    standardised by a BatchNorm without learnt scale (running mean and variance of the
-    training pixels, as notebook 00 standardises with the training set's).
+    ``features -> hidden -> num_classes``; ``hidden=0`` makes it linear). With ``standardize``
+    the features go through a BatchNorm without learnt scale first (running mean and variance
+    of the training pixels, as notebook 00 standardises with the training set's).
 
     No learnt filter looks at a neighbour: the classifier knows *what colours* are around a
     pixel, never *where* they are, so it cannot see an outline's shape. A network that does
@@ -90,12 +90,13 @@ class WindowedPixelClassifier(nn.Module):
     """
 
     def __init__(self, num_classes: int, windows: Sequence[int] = (5, 15, 31),
-                 hidden: int = 32, in_channels: int = 3) -> None:
+                 hidden: int = 32, in_channels: int = 3, standardize: bool = True) -> None:
         super().__init__()
         self.windows = tuple(int(k) for k in windows)
         window_features(torch.zeros(1, in_channels, 1, 1), self.windows)  # checks the sizes
         features = in_channels * (1 + 2 * len(self.windows))
-        self.standardize = nn.BatchNorm2d(features, affine=False)
+        self.standardize = (nn.BatchNorm2d(features, affine=False) if standardize
+                            else nn.Identity())
         if hidden:
             self.classifier = nn.Sequential(nn.Conv2d(features, hidden, 1), nn.ReLU(inplace=True),
                                             nn.Conv2d(hidden, num_classes, 1))
@@ -108,11 +109,14 @@ class WindowedPixelClassifier(nn.Module):
 
 class PixelClassifier(WindowedPixelClassifier):
     """The colour-only baseline: each pixel is labelled from its own colour (3 numbers) and
-    nothing around it. Linear by default (chapter 7's tables); ``hidden=32`` is notebook 00's
-    colour-only MLP (3 -> 32 -> C), which can carve the colour space into any regions."""
+    nothing around it. By default a plain 1x1 convolution (chapter 7's tables were made with
+    it); ``hidden=32, standardize=True`` is notebook 00's colour-only MLP (3 -> 32 -> C on
+    standardised colours), which can carve the colour space into any regions."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, hidden: int = 0) -> None:
-        super().__init__(num_classes, windows=(), hidden=hidden, in_channels=in_channels)
+    def __init__(self, num_classes: int, in_channels: int = 3, hidden: int = 0,
+                 standardize: bool = False) -> None:
+        super().__init__(num_classes, windows=(), hidden=hidden, in_channels=in_channels,
+                         standardize=standardize)
 
 
 @dataclass
