@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.validation import IGNORE_INDEX
 from .synthetic import (
     SHAPE_CLASSES,
     Shape,
     SyntheticSet,
+    draw_object,
+    finish_sample,
     hsv,
     pixel_grid,
     signed_distance,
@@ -187,15 +188,5 @@ class ShapeScenes(SyntheticSet):
         image = image * (1 + gx * (xs - size / 2) + gy * (ys - size / 2))
         for shape, paint, hole in zip(shapes, paints, holes, strict=True):
             dist = signed_distance(shape, SHAPE_CLASSES[shape.label], hole, size)
-            alpha = np.clip(0.5 - dist, 0.0, 1.0)  # anti-aliasing: half a pixel each side
-            gx, gy = rng.normal(size=2) * (rng.uniform(0.05, 0.15) / shape.radius)
-            shading = 1 + gx * (xs - shape.cx) + gy * (ys - shape.cy)
-            image = image * (1 - alpha) + paint * shading * alpha
-            label[dist < 0] = shape.label  # the pixel centre is inside
-            boundary[dist <= -0.5] = False  # this object hides older outlines
-            boundary[np.abs(dist) < 0.5] = True  # ... and has its own mixed pixels
-        image = image + rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(0.01, 0.03)
-        if self.ignore_boundary:
-            label[boundary] = IGNORE_INDEX
-        image_u8 = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-        return image_u8, label
+            image = draw_object(image, label, boundary, shape, dist, paint, rng)
+        return finish_sample(image, label, boundary, rng, self.ignore_boundary)
