@@ -132,3 +132,13 @@ def test_the_cli_rejects_an_unknown_model_before_training(tmp_path, capsys):
     assert main(["experiment", "--models", "fcn9s", "--quick", "--out", str(tmp_path)]) == 2
     assert "unknown model 'fcn9s'" in capsys.readouterr().err
     assert not (tmp_path / "shapes.json").exists()
+
+
+def test_run_comparison_reports_each_run_as_it_finishes_under_equal_budgets():
+    seen = []
+    runs = harness.run_comparison("resolution", [], seeds=(0,),
+                                  budget=harness.Budget(iterations=2, batch_size=4),
+                                  train_length=8, val_length=4, log=None,
+                                  on_run=lambda r: seen.append(len(r)))
+    assert seen == [1, 2] and [r["model"] for r in runs] == ["colour-only", "windowed"]
+    assert all(r["iterations"] == 2 and r["images_seen"] == 8 for r in runs)
