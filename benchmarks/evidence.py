@@ -1,8 +1,8 @@
 """Evidence a learner can trust: the per-pixel baselines against the chapters' networks on the
 shape task (ShapeScenes: colour and texture carry no class), equal budgets, several seeds.
 
-    python benchmarks/evidence.py [--models fcn8s unet] [--seeds 3] [--iterations 768]
-        -> benchmarks/results/evidence_<task>.json and .csv
+    python benchmarks/evidence.py [--models fcn8s unet] [--seeds 3] [--iterations 768] [--tag T]
+        -> benchmarks/results/evidence_<task>[_<T>].json and .csv
 
 Every model trains on the same 512 images, in the same order for a given seed, for the same
 iterations of batch 8 with AdamW and poly decay (segedu.tools.experiment.Budget); the networks
@@ -45,13 +45,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
     parser.add_argument("--val-length", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--tag", help="added to the file name (another budget, another run)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     task, budget = get_task(args.task), Budget(iterations=args.iterations)
     payload = context("python benchmarks/evidence.py " + shlex.join(sys.argv[1:]))
     payload.update(describe(task, budget, val_length=args.val_length))
-    name = f"evidence_{task.name}"
+    name = f"evidence_{task.name}" + (f"_{args.tag}" if args.tag else "")
 
     def store(runs: list[dict]) -> None:
         write_results(RESULTS, name, {**payload, "runs": runs})
