@@ -97,6 +97,8 @@ def test_the_budget_is_whole_epochs_closest_to_the_iterations():
     assert budget.epochs(32) == 25
     with pytest.raises(ValueError, match="no full batch"):
         budget.epochs(4)
+    with pytest.raises(ValueError, match="iterations >= 1.*got iterations=0"):
+        harness.Budget(iterations=0)
 
 
 def test_summarize_gives_mean_and_sd_over_seeds():

@@ -82,6 +82,12 @@ class Budget:
     weight_decay: float = 1e-4
     power: float = 0.9
 
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"a budget needs iterations >= 1, batch_size >= 1 and lr > 0, got "
+                             f"iterations={self.iterations}, batch_size={self.batch_size}, "
+                             f"lr={self.lr}.")
+
     def epochs(self, train_images: int) -> int:
         per_epoch = train_images // self.batch_size
         if per_epoch < 1:
