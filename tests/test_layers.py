@@ -54,8 +54,8 @@ def test_the_grading_engine_never_imports_the_chapters_exercises(tmp_path):
 
 def test_importing_the_package_does_not_import_torchvision():
     # torchvision's import costs about as much as torch's (it pulls in torch._dynamo); every
-    # graded submission and every CLI call imports segedu, and only the data sets, the weight
-    # downloads and the receptive-field tool need torchvision: they import it themselves.
+    # graded submission imports segedu, and only the data sets, the weight downloads, the
+    # receptive-field tool and the experiment harness need torchvision: they import it.
     code = ("import sys, segedu, segedu.cli, segedu.zoo, segedu.deploy,"
             " segedu.grading.engine.child;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")

@@ -482,3 +482,74 @@ def test_boundary_f1_tolerates_two_pixels_by_default():
     pred[:, :, 12:] = 1  # the same edge 4 columns to the right (edges mark both sides: 2 px)
     assert boundary_f1(pred, target) == boundary_f1(pred, target, tolerance=2) == 0.0
     assert boundary_f1(pred, target, tolerance=3) > 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Trimap mIoU (DeepLab v3+ Fig. 5): mIoU in a band around the true boundaries
+# ----------------------------------------------------------------------------------------------
+
+
+def _trimap_miou_by_hand(pred, target, num_classes, width):
+    """Per class, intersection and union counted over the band pixels one class at a time."""
+    band = _near(_edges_by_hand(target), width) & (target != 255)
+    ious = []
+    for c in range(num_classes):
+        inter = ((pred == c) & (target == c) & band).sum().item()
+        union = (((pred == c) | (target == c)) & band).sum().item()
+        if union:
+            ious.append(inter / union)
+    return sum(ious) / len(ious)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("width", [0, 1, 3])
+def test_trimap_miou_is_the_miou_of_the_pixels_within_width_of_a_true_boundary(seed, width):
+    from segedu.core.metrics import trimap_miou
+
+    target = _random_masks(seed)
+    pred = torch.randint(0, 3, target.shape, generator=torch.Generator().manual_seed(seed + 10))
+    expected = _trimap_miou_by_hand(pred, target, 3, width)
+    assert trimap_miou(pred, target, 3, width) == pytest.approx(expected)
+
+
+def _square_scene():
+    target = torch.zeros(1, 20, 20, dtype=torch.long)
+    target[0, 4:16, 4:16] = 1  # a 12 x 12 object: its interior lies > 2 pixels from the edge
+    return target
+
+
+def test_trimap_wider_than_the_image_is_plain_miou():
+    from segedu.core.metrics import trimap_miou
+
+    target = _square_scene()
+    pred = torch.randint(0, 2, target.shape, generator=torch.Generator().manual_seed(0))
+    plain = ConfusionMatrix(2).update(pred, target).compute()["miou"]
+    assert trimap_miou(pred, target, 2, width=40) == pytest.approx(plain)
+
+
+def test_trimap_band_excludes_interior_pixels_and_ignore_pixels():
+    from segedu.core.metrics import trimap_confusion, trimap_miou
+
+    target = _square_scene()
+    pred = target.clone()
+    pred[0, 8:12, 8:12] = 0  # wrong, but deep inside the object: not in a 2-pixel band
+    pred[0, 0, 0] = 1  # wrong, but far outside: not in the band either
+    assert trimap_miou(pred, target, 2, width=2) == 1.0
+    assert ConfusionMatrix(2).update(pred, target).compute()["miou"] < 1.0
+    pred[0, 4, 8] = 0  # on the edge: the band sees it
+    assert trimap_miou(pred, target, 2, width=2) < 1.0
+    ignored = target.clone()
+    ignored[0, 4, 4:16] = 255  # the top edge ignored: never counted, still marks a boundary
+    counted = trimap_confusion(pred, ignored, 2, width=0).matrix.sum().item()
+    assert counted == _near(_edges_by_hand(ignored), 0)[ignored != 255].sum().item()
+
+
+def test_trimap_of_a_mask_without_boundaries_is_nan_and_bad_widths_raise():
+    from segedu.core.metrics import trimap_miou
+
+    flat = torch.zeros(1, 8, 8, dtype=torch.long)
+    assert math.isnan(trimap_miou(flat, flat, 2, width=3))
+    with pytest.raises(ValueError, match="width must be a whole number of pixels >= 0, got -1"):
+        trimap_miou(flat, flat, 2, width=-1)
+    with pytest.raises(ValueError, match=r"expected target \(1, 8, 8\)"):
+        trimap_miou(torch.zeros(1, 2, 8, 8), flat[None], 2, width=1)

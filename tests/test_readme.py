@@ -44,7 +44,8 @@ def test_readme_layout_names_every_module_and_only_modules_that_exist():
                                  "benchmarks/"}
     assert unknown == set(), f"README's layout section names what is not in segedu/: {unknown}"
     described_by_role = {package / "grading" / "engine", package / "grading" / "content",
-                         package / "grading" / "content" / "mutants"}
+                         package / "grading" / "content" / "mutants",
+                         package / "grading" / "engine" / "isolation"}
     missing = sorted(
         str(p.relative_to(ROOT)) for p in package.rglob("*")
         if p.name not in ("__init__.py", "__main__.py", "__pycache__")

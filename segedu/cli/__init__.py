@@ -16,6 +16,8 @@
                                      print "score: X / Y" or one row per student, and write
                                      a gradebook (--csv, --json, --markdown); --bundle DIR
                                      grades with the bundle's secret seed and private tests
+    segedu experiment --task T ...   models against the colour-only and windowed baselines on
+                                     a diagnostic task: equal budgets, seeds, JSON/CSV results
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, deployment, grading, training
+from . import demo, deployment, experiment, grading, training
 
 __all__ = ["main", "build_parser"]
 
 # One module per command group; each adds its subcommands and names the function that runs
 # them (``set_defaults(func=...)``). The order here is the order of ``segedu --help``.
 _COMMAND_GROUPS = (demo.add_parser, training.add_parsers, deployment.add_parsers,
-                   grading.add_parsers)
+                   grading.add_parsers, experiment.add_parsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

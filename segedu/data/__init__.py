@@ -3,6 +3,10 @@
 * :mod:`~segedu.data.synthetic` — **SyntheticShapes**, an offline, deterministic data set of
   coloured shapes on textured backgrounds (every CPU notebook, the tests and ``segedu demo``
   use it, so nothing needs a download), and the base class of every offline set;
+* :mod:`~segedu.data.scenes` — **ShapeScenes**, the same classes as SyntheticShapes with colour
+  and texture drawn independently of the class: only shape decides;
+* :mod:`~segedu.data.tasks` — the registry of diagnostic tasks (:func:`get_task`), one per idea
+  the chapters claim, shared by the chapters' experiments and chapter 9's benchmark;
 * :mod:`~segedu.data.cells` — **TouchingCells**, microscopy-like cells that touch, with
   instance ids (chapter 3, U-Net's weight map);
 * :mod:`~segedu.data.context` — **ContextShapes**, the same object is a boat on water and a car
@@ -45,7 +49,9 @@ from .real import (
     load_dataset,
     mask_from_palette,
 )
+from .scenes import ShapeScenes
 from .synthetic import SHAPE_CLASSES, Shape, SyntheticSet, SyntheticShapes
+from .tasks import TASKS, Task, get_task, list_tasks
 from .transforms import JointCompose, Transforms, eval_transforms, scale_crop, train_transforms
 
 __all__ = [
@@ -59,6 +65,11 @@ __all__ = [
     "Shape",
     "SyntheticSet",
     "SyntheticShapes",
+    "ShapeScenes",
+    "Task",
+    "TASKS",
+    "get_task",
+    "list_tasks",
     "DatasetUnavailableError",
     "OxfordPet",
     "VOCSegmentation",

@@ -29,6 +29,9 @@ __all__ = [
     "pixel_grid",
     "upsample_matrix",
     "hsv",
+    "signed_distance",
+    "draw_object",
+    "finish_sample",
 ]
 
 
@@ -78,7 +81,7 @@ def hsv(h_degrees: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb((h_degrees % 360) / 360, s, v), dtype=np.float32)
 
 
-def _signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.ndarray:
+def signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.ndarray:
     """Signed distance (in pixels) from every pixel centre to the shape's outline.
 
     Negative inside, positive outside. For squares and triangles this is the "max over the
@@ -104,6 +107,36 @@ def _signed_distance(shape: Shape, kind: str, inner: float, size: int) -> np.nda
         edge = dx * np.cos(a) + dy * np.sin(a)
         dist = edge if dist is None else np.maximum(dist, edge)
     return dist - circumradius / 2
+
+
+def draw_object(image: np.ndarray, label: np.ndarray, boundary: np.ndarray, shape: Shape,
+                dist: np.ndarray, paint: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paint one object over ``image`` (the painter's order) and mark it in ``label`` and
+    ``boundary`` (both updated in place); returns the new image.
+
+    ``dist`` is the object's :func:`signed_distance`; ``paint`` its colour, (3, 1, 1) or a
+    (3, S, S) texture, given a random shading gradient. Anti-aliasing: a pixel whose centre
+    lies within half a pixel of the outline is a mix of the object and what is behind it; the
+    label follows the pixel centre, and the mixed pixels are the boundary band.
+    """
+    xs, ys = pixel_grid(label.shape[0])
+    alpha = np.clip(0.5 - dist, 0.0, 1.0)
+    gx, gy = rng.normal(size=2) * (rng.uniform(0.05, 0.15) / shape.radius)
+    shading = 1 + gx * (xs - shape.cx) + gy * (ys - shape.cy)
+    image = image * (1 - alpha) + paint * shading * alpha
+    label[dist < 0] = shape.label  # the pixel centre is inside
+    boundary[dist <= -0.5] = False  # this object hides older outlines
+    boundary[np.abs(dist) < 0.5] = True  # ... and has its own mixed pixels
+    return image
+
+
+def finish_sample(image: np.ndarray, label: np.ndarray, boundary: np.ndarray,
+                  rng: np.random.Generator, ignore_boundary: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mild Gaussian noise, the boundary band labelled 255 if asked, 8-bit quantisation."""
+    image = image + rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(0.01, 0.03)
+    if ignore_boundary:
+        label[boundary] = IGNORE_INDEX
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8), label
 
 
 class SyntheticSet(Dataset):
@@ -286,23 +319,10 @@ class SyntheticShapes(SyntheticSet):
         image = self._background(rng)
         label = np.zeros((size, size), dtype=np.uint8)
         boundary = np.zeros((size, size), dtype=bool)
-        xs, ys = pixel_grid(size)
         for shape in shapes:
             kind = self._KINDS[shape.label]
             inner = shape.radius * rng.uniform(0.4, 0.6) if kind == "ring" else 0.0
-            dist = _signed_distance(shape, kind, inner, size)
-            # Anti-aliasing: a pixel whose centre lies within half a pixel of the outline is
-            # a mix of object and whatever is behind it.
-            alpha = np.clip(0.5 - dist, 0.0, 1.0)
-            gx, gy = rng.normal(size=2) * (rng.uniform(0.05, 0.15) / shape.radius)
-            shading = 1 + gx * (xs - shape.cx) + gy * (ys - shape.cy)
-            colour = np.asarray(shape.rgb, dtype=np.float32)[:, None, None] * shading
-            image = image * (1 - alpha) + colour * alpha
-            label[dist < 0] = shape.label  # the pixel centre is inside
-            boundary[dist <= -0.5] = False  # this object hides older outlines
-            boundary[np.abs(dist) < 0.5] = True  # ... and has its own mixed pixels
-        image = image + rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(0.01, 0.03)
-        if self.ignore_boundary:
-            label[boundary] = IGNORE_INDEX
-        image_u8 = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-        return image_u8, label
+            dist = signed_distance(shape, kind, inner, size)
+            paint = np.asarray(shape.rgb, dtype=np.float32)[:, None, None]
+            image = draw_object(image, label, boundary, shape, dist, paint, rng)
+        return finish_sample(image, label, boundary, rng, self.ignore_boundary)

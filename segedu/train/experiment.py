@@ -5,7 +5,10 @@ iterations with the same optimizer (AdamW, poly decay; the CPU profile's recipe)
 one thing; it is repeated over seeds and reported as mean ± sd, next to the **colour-only
 baseline**: :class:`PixelClassifier`, a 1x1 convolution that labels each pixel from its colour
 alone, trained under the same budget. A trick is worth something only if the network beats that
-baseline and the difference is larger than the spread over seeds.
+baseline and the difference is larger than the spread over seeds. The per-pixel baselines
+live here too: :class:`PixelClassifier` (colour only) and :class:`WindowedPixelClassifier` (colour
+statistics in windows around the pixel, notebook 00's windowed MLP); the general harness that
+trains any list of models on a diagnostic task is :mod:`segedu.tools.experiment`.
 
 The four experiments (:data:`EXPERIMENTS`), each on the task built to show its effect:
 
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -45,20 +49,74 @@ from ..deeplab import deeplabv3_mobilenet_v3_large
 from ..unet import unet
 from .trainer import Trainer
 
-__all__ = ["PixelClassifier", "Arm", "Experiment", "EXPERIMENTS", "make_experiments", "run_arm",
-           "run_experiment", "summarize", "format_table"]
+__all__ = ["PixelClassifier", "WindowedPixelClassifier", "window_features", "box_mean", "Arm",
+           "Experiment", "EXPERIMENTS", "make_experiments", "run_arm", "run_experiment",
+           "summarize", "format_table", "mean_sd"]
 
 
-class PixelClassifier(nn.Module):
-    """The colour-only baseline: a 1x1 convolution, so each pixel is labelled from its own
-    colour (3 numbers) and nothing around it."""
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over the ``k`` x ``k`` window around each pixel of (N, C, H, W) ``x`` (separable;
+    windows are cut at the border, so a border pixel averages only what is inside the image)."""
+    x = F.avg_pool2d(x, (1, k), 1, (0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), 1, (k // 2, 0), count_include_pad=False)
 
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+
+def window_features(images: torch.Tensor, windows: Sequence[int] = ()) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C * (1 + 2 * len(windows)), H, W): each pixel's colour, plus for
+    every window size ``k`` the mean colour and its standard deviation (texture) in the
+    ``k`` x ``k`` window around it. Notebook 00 builds its windowed baseline from these."""
+    for k in windows:
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"window sizes must be odd and positive (a window centred on the "
+                             f"pixel), got {k} in {tuple(windows)}.")
+    feats = [images]
+    for k in windows:
+        mean = box_mean(images, k)
+        feats += [mean, (box_mean(images**2, k) - mean**2).clamp_min(0).sqrt()]
+    return torch.cat(feats, dim=1)
+
+
+class WindowedPixelClassifier(nn.Module):
+    """The per-pixel baselines: each pixel is labelled from its own colour and, for each window
+    size in ``windows``, the mean and spread of the colours in that window around it
+    (:func:`window_features`), through a small MLP shared by all pixels (1x1 convolutions:
+    ``features -> hidden -> num_classes``; ``hidden=0`` makes it linear). With ``standardize``
+    the features go through a BatchNorm without learnt scale first (running mean and variance
+    of the training pixels, as notebook 00 standardises with the training set's).
+
+    No learnt filter looks at a neighbour: the classifier knows *what colours* are around a
+    pixel, never *where* they are, so it cannot see an outline's shape. A network that does
+    better than this on a shape task does so by seeing shapes.
+    """
+
+    def __init__(self, num_classes: int, windows: Sequence[int] = (5, 15, 31),
+                 hidden: int = 32, in_channels: int = 3, standardize: bool = True) -> None:
         super().__init__()
-        self.classifier = nn.Conv2d(in_channels, num_classes, 1)
+        self.windows = tuple(int(k) for k in windows)
+        window_features(torch.zeros(1, in_channels, 1, 1), self.windows)  # checks the sizes
+        features = in_channels * (1 + 2 * len(self.windows))
+        self.standardize = (nn.BatchNorm2d(features, affine=False) if standardize
+                            else nn.Identity())
+        if hidden:
+            self.classifier = nn.Sequential(nn.Conv2d(features, hidden, 1), nn.ReLU(inplace=True),
+                                            nn.Conv2d(hidden, num_classes, 1))
+        else:
+            self.classifier = nn.Conv2d(features, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"out": self.classifier(x)}
+        return {"out": self.classifier(self.standardize(window_features(x, self.windows)))}
+
+
+class PixelClassifier(WindowedPixelClassifier):
+    """The colour-only baseline: each pixel is labelled from its own colour (3 numbers) and
+    nothing around it. By default a plain 1x1 convolution (chapter 7's tables were made with
+    it); ``hidden=32, standardize=True`` is notebook 00's colour-only MLP (3 -> 32 -> C on
+    standardised colours), which can carve the colour space into any regions."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, hidden: int = 0,
+                 standardize: bool = False) -> None:
+        super().__init__(num_classes, windows=(), hidden=hidden, in_channels=in_channels,
+                         standardize=standardize)
 
 
 @dataclass
@@ -184,7 +242,8 @@ def run_experiment(experiment: Experiment, seeds: Sequence[int] = (0, 1, 2),
     return runs
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation, skipping nan (sd 0 for one value; nan for none)."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
@@ -199,8 +258,8 @@ def summarize(runs: Sequence[dict]) -> dict[str, dict]:
     out = {}
     for name, group in arms.items():
         num_classes = len(group[0]["iou"])
-        out[name] = {"seeds": len(group), "miou": _mean_sd([r["miou"] for r in group]),
-                     "iou": [_mean_sd([r["iou"][c] for r in group]) for c in range(num_classes)]}
+        out[name] = {"seeds": len(group), "miou": mean_sd([r["miou"] for r in group]),
+                     "iou": [mean_sd([r["iou"][c] for r in group]) for c in range(num_classes)]}
     return out
 
 
