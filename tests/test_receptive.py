@@ -543,9 +543,11 @@ def test_the_random_inputs_of_the_effective_field_follow_the_seed():
 
 
 def test_support_threshold_is_relative_to_the_largest_gradient():
+    profile = torch.tensor([1.0, 4.0, 10.0, 4.0, 1.0])
     gradient = torch.zeros(7, 7)
-    gradient[3, 3], gradient[3, 1:6] = 10.0, torch.tensor([1.0, 4.0, 10.0, 4.0, 1.0])
+    gradient[3, 1:6] = profile  # a cross: the same profile along the row and the column
+    gradient[1:6, 3] = profile
     erf = EffectiveRF(gradient, (3, 3), (7, 7))
-    assert erf.support() == (3, 3, 1, 5)
-    assert erf.support(threshold=0.2) == (3, 3, 2, 4)  # above 2 = 0.2 x the largest (10)
+    assert erf.support() == (1, 5, 1, 5)
+    assert erf.support(threshold=0.2) == (2, 4, 2, 4)  # above 2 = 0.2 x the largest (10)
     assert erf.support(threshold=0.5) == (3, 3, 3, 3)
