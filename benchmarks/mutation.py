@@ -46,6 +46,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "validation": ("segedu/core/validation.py", ["tests/test_validation.py"]),
     "sizes": ("segedu/core/sizes.py", ["tests/test_sizes.py"]),
     "metrics": ("segedu/core/metrics.py", ["tests/test_metrics.py"]),
+    "losses": ("segedu/losses.py", ["tests/test_losses.py"]),
     "receptive": ("segedu/tools/receptive/*", ["tests/test_receptive.py"]),
 }
 

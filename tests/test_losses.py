@@ -272,3 +272,74 @@ def test_segmentation_loss_is_the_weighted_sum_plus_the_aux_term():
     assert SegmentationLoss("ce+dice").terms == {"ce": 1.0, "dice": 1.0}
     with pytest.raises(ValueError, match="unknown loss"):
         SegmentationLoss("cross_entropy")
+
+
+# --- what mutation testing found missing ----------------------------------------------------
+
+def test_half_precision_logits_are_scored_in_float32():
+    logits, target = _case(seed=30)
+    half = logits.to(torch.bfloat16)
+    for loss in (dice_loss, focal_loss, lovasz_softmax):
+        value = loss(half, target)
+        assert value.dtype == torch.float32, loss.__name__
+        torch.testing.assert_close(value, loss(half.float(), target), msg=loss.__name__)
+
+
+def test_the_size_hint_says_how_to_fix_it():
+    with pytest.raises(ValueError, match=r"The target is at another size than the logits: "
+                                         r"upsample the logits with F\.interpolate\(\.\.\., "
+                                         r"mode='bilinear'\) or resize the mask with nearest"):
+        cross_entropy(torch.randn(1, 3, 4, 4), torch.zeros(1, 8, 8, dtype=torch.long))
+
+
+def test_out_of_range_labels_are_listed_up_to_eight():
+    target = torch.arange(3, 13).reshape(1, 2, 5)  # ten bad labels: 3 .. 12
+    with pytest.raises(ValueError, match=r"\[3, 4, 5, 6, 7, 8, 9, 10\]") as info:
+        cross_entropy(torch.randn(1, 3, 2, 5), target)
+    assert "11" not in str(info.value)
+
+
+def test_integer_logits_are_refused_even_when_four_dimensional():
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="logits"):
+        cross_entropy(torch.zeros(1, 3, 4, 4, dtype=torch.long), target)
+
+
+def test_focal_defaults_to_gamma_two():
+    logits, target = _case(seed=31)
+    torch.testing.assert_close(focal_loss(logits, target), focal_loss(logits, target, gamma=2.0))
+    assert not torch.allclose(focal_loss(logits, target), focal_loss(logits, target, gamma=3.0))
+
+
+def test_focal_alpha_keeps_the_logits_precision():
+    logits, target = _case(seed=32, c=3)
+    alpha = [0.1, 0.3, 0.6]  # not exact in float32
+    exact = focal_loss(logits, target, alpha=torch.tensor(alpha, dtype=torch.float64))
+    assert focal_loss(logits, target, alpha=alpha).item() == pytest.approx(exact.item(),
+                                                                           rel=1e-14)
+
+
+def test_lovasz_present_leaves_out_absent_classes_and_all_keeps_them():
+    logits, target = _case(seed=33, n=1, c=4, h=4, w=4, ignore_frac=0.0)
+    target[target == 0] = 1  # class 0 absent, and the first one the loop meets
+    present, every = (lovasz_softmax(logits, target, classes=k) for k in ("present", "all"))
+    t, p = target.numpy()[0].ravel(), np.exp(_np_log_softmax(logits.numpy()))[0]
+    p = p.reshape(4, -1).T
+    per_class = {c: _choquet_lovasz(np.abs((t == c) - p[:, c]), t == c) for c in range(4)}
+    assert present.item() == pytest.approx(np.mean([per_class[c] for c in (1, 2, 3)]), rel=1e-10)
+    assert every.item() == pytest.approx(np.mean(list(per_class.values())), rel=1e-10)
+    with pytest.raises(ValueError, match="'present' or 'all'"):
+        lovasz_softmax(logits, target, classes="ALL")
+
+
+def test_segmentation_loss_defaults_and_class_weights():
+    logits, target = _case(seed=34)
+    aux = torch.randn_like(logits)
+    torch.testing.assert_close(SegmentationLoss()({"out": logits, "aux": aux}, target),
+                               cross_entropy(logits, target) + 0.4 * cross_entropy(aux, target))
+    torch.testing.assert_close(SegmentationLoss()(logits, target), cross_entropy(logits, target))
+    weights = [1.0, 2.0, 0.5, 3.0]
+    torch.testing.assert_close(SegmentationLoss("ce", class_weights=weights)(logits, target),
+                               cross_entropy(logits, target, class_weights=weights))
+    torch.testing.assert_close(SegmentationLoss("focal", class_weights=weights)(logits, target),
+                               focal_loss(logits, target, alpha=weights))
