@@ -62,6 +62,11 @@ EQUIVALENT: dict[str, str] = {
         "the dilation passed to the argument check is a constant: 1 and 2 both pass it.",
     "segedu.core.sizes.x_stack_output_size__mutmut_37":
         "nn.MaxPool2d/AvgPool2d set stride = kernel_size when given None: never None here.",
+    "segedu.core.sizes.x_atrous_taps_inside__mutmut_10":
+        "the stride passed to the argument check is a constant: 1 and 2 both pass it.",
+    "segedu.core.sizes.x_resnet_feature_size__mutmut_34":
+        "log2(output_stride / 4) for // 4: output_stride is 4, 8, 16 or 32 (checked above), "
+        "so the quotient is a power of two either way.",
     # receptive (sample of 150, 2026-12-02)
     **{f"segedu.tools.receptive.theoretical.x__main_paths__mutmut_{n}": (
         "a BatchNorm or Dropout name in the path table: the walk yields them only to skip "

@@ -249,3 +249,20 @@ def test_atrous_taps_inside_rejects_a_position_outside_the_map():
         with pytest.raises(ValueError, match=rf"position must be inside the map \[0, 9\), "
                                              rf"got {position}"):
             atrous_taps_inside(9, 2, position=position)
+
+
+# --------------------------------------------------------------------------- what mutation found
+
+def test_conv_transpose_output_size_defaults_are_pytorchs():
+    from segedu.core.sizes import conv_transpose_output_size
+
+    layer = torch.nn.ConvTranspose2d(1, 1, 3)  # stride 1, padding 0
+    assert conv_transpose_output_size(5, 3) == layer(torch.zeros(1, 1, 5, 5)).shape[-1] == 7
+
+
+def test_an_even_kernel_reaches_one_tap_further_back_as_a_conv_padded_by_half_does():
+    from segedu.core.sizes import atrous_taps_inside
+
+    # Conv2d(k=4, padding=2): output o reads inputs o-2 .. o+1, so at position 0 only 0 and 1.
+    assert atrous_taps_inside(9, 1, kernel_size=4, position=0) == 2
+    assert atrous_taps_inside(9, 1, kernel_size=4, position=8) == 3
