@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torchvision import tv_tensors
 
 from .synthetic import SyntheticSet, hsv, pixel_grid, upsample_matrix
@@ -87,18 +86,7 @@ class ContextShapes(SyntheticSet):
         if scene not in CONTEXT_SCENES:
             raise ValueError(f"scene must be one of {tuple(CONTEXT_SCENES)}, got {scene!r}.")
         index = self._check_index(index)
-        key = (index, scene)
-        if key in self._cache:
-            image_u8, mask_u8 = self._cache[key]
-        else:
-            image_u8, mask_u8 = self._render(index, scene)
-            if self.cache:
-                self._cache[key] = (image_u8, mask_u8)
-        image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
-        mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
+        return self._sample((index, scene), lambda: self._render(index, scene))
 
     # -- generation ----------------------------------------------------------------------------
 

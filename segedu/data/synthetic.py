@@ -185,14 +185,20 @@ class SyntheticSet(Dataset):
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """Sample ``index`` as ``(image, mask)``, rendered by the subclass's ``_render(index)``
-        (uint8 image, uint8 labels) and cached; a set with another layout overrides this."""
+        (uint8 image, uint8 labels) and cached."""
         index = self._check_index(index)
-        if index in self._cache:
-            image_u8, mask_u8 = self._cache[index]
+        return self._sample(index, lambda: self._render(index))
+
+    def _sample(self, key, render) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """``render()``'s (uint8 image, uint8 labels), cached under ``key``, as tv_tensors after
+        the joint ``transforms`` (a set with another layout, such as ContextShapes' two scenes
+        per index, calls this with its own key)."""
+        if key in self._cache:
+            image_u8, mask_u8 = self._cache[key]
         else:
-            image_u8, mask_u8 = self._render(index)
+            image_u8, mask_u8 = render()
             if self.cache:
-                self._cache[index] = (image_u8, mask_u8)
+                self._cache[key] = (image_u8, mask_u8)
         # Convert in NumPy: torch would spin up its thread pool for this tiny op.
         image = tv_tensors.Image(torch.from_numpy(image_u8.astype(np.float32) / np.float32(255)))
         mask = tv_tensors.Mask(torch.from_numpy(mask_u8).long())
