@@ -22,6 +22,35 @@ def _seeded():
     yield
 
 
+#: Bottleneck blocks per stage of the ResNet-50 that tracing tests build (ResNet-50: 3-4-6-3).
+#: One block in each early stage, two in stage 3 and stage 4 whole: the first block of a stage
+#: has the strided or dilation-changing conv and the projection shortcut, the second the
+#: stage's own dilation, so every kind of layer is still there (test_zoo checks it); DeepLab
+#: v3's multi-grid gives stage 4's three blocks a rate each, so it keeps its three.
+SHALLOW_RESNET_LAYERS = [1, 1, 2, 3]
+
+
+def shallow_resnet50(**kwargs):
+    from segedu.backbones.resnet import ResNet
+
+    return ResNet(SHALLOW_RESNET_LAYERS, **kwargs)
+
+
+@pytest.fixture
+def shallow_resnets(monkeypatch):
+    """Every model built in the test gets :func:`shallow_resnet50` where it asks for ResNet-50
+    (by name, as PSPNet, RefineNet and the DeepLabs do, or directly, as ``fcn_resnet50``).
+
+    For the checks that trace every layer (ONNX export, ``torch.compile``): their cost grows
+    with depth, and 16 bottlenecks repeat the same operators; 7 exercise them all."""
+    import importlib
+
+    from segedu.backbones import resnet
+
+    monkeypatch.setitem(resnet.RESNETS, "resnet50", shallow_resnet50)
+    monkeypatch.setattr(importlib.import_module("segedu.fcn"), "resnet50", shallow_resnet50)
+
+
 def pytest_collection_modifyitems(config, items):
     """Longest tests first (browser, lesson notebooks, then other slow ones): with two xdist
     workers the short tests then fill the gaps, instead of one worker finishing a notebook

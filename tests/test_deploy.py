@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import segedu
 from segedu.cli import main
@@ -30,6 +31,7 @@ from segedu.deploy import (
     pspnet_export_size,
     quantize_onnx,
     run_onnx,
+    size_bound_modules,
     tensorrt_status,
 )
 
@@ -104,10 +106,48 @@ def test_a_dynamic_size_export_runs_at_other_sizes_and_batches(tmp_path):
         np.testing.assert_allclose(run_onnx(session, x), expected, rtol=1e-3, atol=1e-5)
 
 
-def test_pspnet_refuses_a_dynamic_size_because_its_bins_are_baked_into_the_graph(tmp_path):
-    # symbolic H and W in the file, but index lists computed for 64x64: wrong at any other size
-    with pytest.raises(ValueError, match="computes something else"):
+def test_pspnet_refuses_a_dynamic_size_before_tracing_because_its_bins_are_baked_in(
+        tmp_path, monkeypatch):
+    # pooling to 2, 3 and 6 bins becomes index lists computed for the example's size
+    def no_trace(*args, **kwargs):
+        raise AssertionError("refused only after tracing")
+
+    monkeypatch.setattr(torch.onnx, "export", no_trace)
+    with pytest.raises(ValueError, match=r"pyramid pooling 'classifier\.ppm' "
+                                         r"\(bins \(1, 2, 3, 6\)\).*dynamic_size=False"
+                                         r".*pspnet_export_size"):
         export_onnx(small("pspnet"), tmp_path / "m.onnx", torch.randn(2, 3, 64, 64),
+                    dynamic_size=True)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_size_bound_modules_lists_pools_to_more_than_one_cell():
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d((None, 1)),
+                          nn.AdaptiveAvgPool2d((1, 4)), nn.AdaptiveMaxPool2d(2))
+    assert [name for name, _ in size_bound_modules(model)] == ["2", "3"]
+    assert [name for name, _ in size_bound_modules(small("pspnet"))] == ["classifier.ppm"]
+    assert size_bound_modules(small("deeplabv3_mobilenet_v3_large")) == []  # ASPP pools to 1x1
+
+
+class _FunctionalPool(nn.Module):
+    """Pools to 3x3 cells with ``F.adaptive_avg_pool2d``: no module says so before tracing."""
+
+    in_channels = 3
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = F.adaptive_avg_pool2d(self.conv(x), 3)
+        return {"out": F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)}
+
+
+def test_a_graph_wrong_at_another_size_is_refused_after_the_export(tmp_path):
+    # symbolic H and W in the file, but index lists computed for 64x48: wrong at any other size
+    with pytest.raises(ValueError, match=r"exported at \[64, 48\] computes something else at "
+                                         r"\[75, 53\].*dynamic_size=False"):
+        export_onnx(_FunctionalPool(), tmp_path / "m.onnx", torch.randn(2, 3, 64, 48),
                     dynamic_size=True)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -255,7 +295,8 @@ def test_pspnet_export_size_is_the_nearest_size_every_bin_divides(height, width,
                                               asked + abs(got - asked)))
 
 
-def test_pspnet_export_size_gives_a_plain_average_pool_in_the_exported_graph(tmp_path):
+def test_pspnet_export_size_gives_a_plain_average_pool_in_the_exported_graph(tmp_path,
+                                                                            shallow_resnets):
     # at a size every bin divides, pyramid pooling exports without index arithmetic
     import onnx
 
@@ -290,14 +331,26 @@ def test_cli_export_writes_fp32_and_int8_graphs(tmp_path, capsys):
     assert run_onnx(tmp_path / "m_int8.onnx", x).shape == (2, 3, 48, 48)
 
 
-def test_cli_export_with_a_checkpoint_and_bad_options(tmp_path, capsys):
-    model = segedu.build_model("lraspp_mobilenet_v3_large", 3, width=0.125)
-    torch.save(model.state_dict(), tmp_path / "w.pt")
-    assert main(["export", "--model", "lraspp_mobilenet_v3_large", "--num-classes", "3",
-                 "--width", "0.125",
-                 "--size", "64", "--checkpoint", str(tmp_path / "w.pt"), "--dynamic",
+def test_cli_export_loads_the_checkpoint_and_refuses_bad_options(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = small("fcn32s")
+    with torch.no_grad():  # weights no fresh model has: the graph must carry the checkpoint's
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    torch.save({"model": model.state_dict()}, tmp_path / "w.pt")
+    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+                 "--size", "48", "--checkpoint", str(tmp_path / "w.pt"),
                  "--out", str(tmp_path / "m.onnx")]) == 0
-    assert input_shape(tmp_path / "m.onnx") == ["batch", 3, "height", "width"]
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        expected = model(x)["out"].numpy()
+    got = run_onnx(tmp_path / "m.onnx", x)  # onnxruntime sums in another order: relative to scale
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+    capsys.readouterr()
+    # --dynamic reaches the exporter: FCN exported at a square size cannot keep H and W apart
+    assert main(["export", "--model", "fcn32s", "--num-classes", "3", "--width", "0.125",
+                 "--size", "64", "--dynamic", "--out", str(tmp_path / "d.onnx")]) == 2
+    assert "cannot be exported with a dynamic height and width" in capsys.readouterr().err
     assert main(["export", "--model", "fcn32s", "--format", "tflite"]) == 2
     assert "--format 'tflite' is not supported" in capsys.readouterr().err
 

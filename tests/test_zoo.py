@@ -7,9 +7,10 @@ as soon as it is registered in the zoo.
 
 Models are built at width 1/8 (the CPU profile's networks: same layers, fewer channels), so
 every zoo factory must accept ``width``. The ONNX and compile checks trace every layer, so their
-cost grows with depth: they build the ResNet-101 models on ResNet-50 (:data:`TRACE_OPTIONS`; the
-same blocks, 17 fewer bottlenecks in stage 4), which halves the suite's slowest checks and
-exercises the same operators.
+cost grows with depth: they build the ResNet-101 models on ResNet-50 (:data:`TRACE_OPTIONS`),
+and every ResNet-50 with 1-1-2-3 bottlenecks instead of 3-4-6-3 (the ``shallow_resnets``
+fixture of conftest.py): the same kinds of layers, strides and dilations, traced in about a
+half of the time.
 
 ``torch.compile`` runs with the ``aot_eager`` backend and ``fullgraph=True``: TorchDynamo must
 capture the whole forward without a graph break and AOTAutograd must trace the backward, which
@@ -24,6 +25,7 @@ import inspect
 
 import pytest
 import torch
+from conftest import SHALLOW_RESNET_LAYERS
 from contract import assert_logits_at_input_size, assert_rejects_bad_images
 
 import segedu
@@ -51,6 +53,35 @@ def test_trace_options_only_shrink_models_whose_default_is_deeper():
         assert default == "resnet101" and options == {"backbone": "resnet50"}, name
         assert (sum(p.numel() for p in small(name, **options).parameters())
                 < sum(p.numel() for p in small(name).parameters()))
+
+
+def _layer_kinds(model: torch.nn.Module) -> set[tuple]:
+    """Every kind of layer in a model: its type, and a conv's kernel, stride, dilation and
+    padding, a norm's channels aside."""
+    kinds = set()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            kinds.add(("Conv2d", m.kernel_size, m.stride, m.dilation, m.padding, m.groups))
+        elif not list(m.children()):
+            kinds.add((type(m).__name__,))
+    return kinds
+
+
+def test_the_shallow_resnet_of_the_trace_checks_has_every_kind_of_layer_of_resnet50(
+        shallow_resnets):
+    from conftest import shallow_resnet50
+
+    from segedu.backbones.resnet import ResNet
+
+    for dilate in ([False, False, False], [False, True, True], [False, False, True]):
+        full = ResNet([3, 4, 6, 3], replace_stride_with_dilation=dilate, width=0.125)
+        shallow = shallow_resnet50(replace_stride_with_dilation=dilate, width=0.125)
+        assert _layer_kinds(shallow) == _layer_kinds(full), dilate
+    x = torch.randn(1, 3, 64, 64)
+    for name in ("pspnet", "fcn_resnet50", "deeplabv3_resnet50"):  # each picks it up
+        blocks = sum(1 for m in small(name).modules() if type(m).__name__ == "Bottleneck")
+        assert blocks == sum(SHALLOW_RESNET_LAYERS), name
+        assert small(name).eval()(x)["out"].shape == (1, NUM_CLASSES, 64, 64)
 
 
 def _perturbed(name: str, **options) -> torch.nn.Module:
@@ -119,8 +150,8 @@ def test_every_zoo_model_rejects_bad_input_with_a_value_error(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_zoo_model_exports_to_onnx_with_a_dynamic_batch_and_onnxruntime_agrees(name,
-                                                                                     tmp_path):
+def test_every_zoo_model_exports_to_onnx_with_a_dynamic_batch_and_onnxruntime_agrees(
+        name, tmp_path, shallow_resnets):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = _perturbed(name, **TRACE_OPTIONS.get(name, {}))
@@ -139,7 +170,8 @@ def test_every_zoo_model_exports_to_onnx_with_a_dynamic_batch_and_onnxruntime_ag
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_zoo_model_compiles_as_one_graph_with_the_same_outputs_and_gradients(name):
+def test_every_zoo_model_compiles_as_one_graph_with_the_same_outputs_and_gradients(
+        name, shallow_resnets):
     torch.manual_seed(0)
     model = _perturbed(name, **TRACE_OPTIONS.get(name, {}))
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)

@@ -24,6 +24,7 @@ from .export import (
     onnx_session,
     pspnet_export_size,
     run_onnx,
+    size_bound_modules,
 )
 from .fold import count_batchnorms, fold_batchnorm, fold_conv_bn
 from .lraspp import LRASPP, LRASPPHead, lite_aspp, lraspp_mobilenet_v3_large
@@ -53,6 +54,7 @@ __all__ = [
     "run_onnx",
     "evaluate_onnx",
     "pspnet_export_size",
+    "size_bound_modules",
     "fold_conv_bn",
     "fold_batchnorm",
     "count_batchnorms",

@@ -23,9 +23,11 @@ on). It does not work where the code needs the size's *value*:
   index check), so the exporter fixes H and W to the example's (it *specialises* them);
 * PSPNet: pooling to 2, 3 and 6 bins that need not divide the map becomes index lists computed
   for the example's size. The exporter keeps H and W symbolic, but the graph is wrong at any
-  other size (ONNX Runtime fails with an out-of-range index). Deploy it at a size every bin
-  divides (:func:`pspnet_export_size` finds the nearest): each bin is then a plain average
-  pool of equal cells, as the paper draws it.
+  other size (ONNX Runtime fails with an out-of-range index). :func:`export_onnx` refuses such
+  a model before tracing it (an ``nn.AdaptiveAvgPool2d``/``MaxPool2d`` to more than one cell,
+  :func:`size_bound_modules`). Deploy it at a size every bin divides
+  (:func:`pspnet_export_size` finds the nearest): each bin is then a plain average pool of
+  equal cells, as the paper draws it.
 
 Export at a size where no feature map is 1x1: ``torch.export`` treats a size of 1 as a special
 case and bakes it in. :func:`export_onnx` checks all of this: it raises a
@@ -57,10 +59,10 @@ from torch import nn
 
 from ..core.sizes import resnet_feature_size
 from ..core.validation import check_image_batch
-from ..pspnet import PAPER_BINS
+from ..pspnet import PAPER_BINS, PyramidPoolingModule
 
 __all__ = ["OutputOnly", "export_onnx", "onnx_session", "run_onnx", "input_shape", "evaluate_onnx",
-           "pspnet_export_size"]
+           "pspnet_export_size", "size_bound_modules"]
 
 
 class OutputOnly(nn.Module):
@@ -81,6 +83,34 @@ def _require(*packages: str) -> None:
         except ImportError as err:
             raise ImportError(f"exporting and running ONNX models needs the {package!r} "
                               "package: pip install onnx onnxscript onnxruntime") from err
+
+
+def size_bound_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules whose exported graph is right only at the example's size, by name: adaptive
+    pools to more than one cell, as modules or as PSPNet's pyramid (its 2-, 3- and 6-bin
+    levels). Each output cell averages a window from ``floor(i * H / bins)`` to
+    ``ceil((i + 1) * H / bins)``; the exporter writes those bounds down as index lists for the
+    example's H and W.
+
+    A pool to one cell (global average pooling, ASPP's image pooling) is a mean over the whole
+    map at any size and is not listed.
+
+    >>> from torch import nn
+    >>> size_bound_modules(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d(3)))
+    [('1', AdaptiveAvgPool2d(output_size=3))]
+    """
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, PyramidPoolingModule):
+            cells = tuple(module.bins)
+        elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            size = module.output_size
+            cells = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+        else:
+            continue
+        if any(c is not None and c != 1 for c in cells):
+            found.append((name, module))
+    return found
 
 
 def _dynamic_shapes(example: torch.Tensor, dynamic_batch: bool, dynamic_size: bool):
@@ -114,6 +144,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     _require("onnx", "onnxscript")
     path = Path(path)
     model.eval()
+    bound = size_bound_modules(model) if dynamic_size else []
+    if bound:  # refused before tracing: the trace takes seconds and its graph would be wrong
+        name, module = bound[0]
+        what = (f"pyramid pooling {name!r} (bins {tuple(module.bins)})"
+                if isinstance(module, PyramidPoolingModule) else f"module {name!r} ({module})")
+        raise ValueError(
+            f"{type(model).__name__} cannot be exported with a dynamic height and width: its "
+            f"{what} pools to a fixed number of cells, which the exporter "
+            f"writes down as index lists for the example's {list(example.shape[-2:])} "
+            f"({len(bound)} such module(s)). Export it with dynamic_size=False at the deployment "
+            "size (for PSPNet, pspnet_export_size finds one every bin divides).")
     shapes = _dynamic_shapes(example, dynamic_batch, dynamic_size)
     if shapes is not None and dynamic_batch and example.shape[0] == 1:
         example = example.expand(2, *example.shape[1:]).contiguous()
