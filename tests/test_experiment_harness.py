@@ -144,3 +144,23 @@ def test_run_comparison_reports_each_run_as_it_finishes_under_equal_budgets():
                                   on_run=lambda r: seen.append(len(r)))
     assert seen == [1, 2] and [r["model"] for r in runs] == ["colour-only", "windowed"]
     assert all(r["iterations"] == 2 and r["images_seen"] == 8 for r in runs)
+
+
+def test_run_one_initialises_the_built_model_before_training_under_the_same_budget():
+    task = harness.get_task("shapes")
+    train, val = task.train_set(length=8), task.val_set(length=4)
+    budget = harness.Budget(iterations=2, batch_size=4)
+    seen = []
+
+    def initialise(model):  # what a pretrained backbone would do: set weights before training
+        seen.append(type(model).__name__)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+
+    zeroed = harness.run_one(task, "colour-only", 0, budget, train_set=train, val_set=val,
+                             initialise=initialise)
+    plain = harness.run_one(task, "colour-only", 0, budget, train_set=train, val_set=val)
+    assert seen == ["PixelClassifier"]
+    assert zeroed["iterations"] == plain["iterations"] == 2
+    assert zeroed["final_loss"] != plain["final_loss"]  # it trained from the weights it was given

@@ -161,10 +161,15 @@ def evaluate(model: nn.Module, val_set: Dataset, num_classes: int, *, batch_size
 
 
 def run_one(task: Task, name: str, seed: int, budget: Budget, *, train_set: Dataset,
-            val_set: Dataset) -> dict:
-    """Train model ``name`` with ``seed`` under ``budget``; its scores, cost and time."""
+            val_set: Dataset, initialise: Callable[[nn.Module], None] | None = None) -> dict:
+    """Train model ``name`` with ``seed`` under ``budget``; its scores, cost and time.
+
+    ``initialise(model)``, when given, runs on the freshly built model before training (to
+    load pretrained backbone weights, say): the budget counts the training that follows."""
     set_seed(seed)
     model = build(name, task.num_classes)
+    if initialise is not None:
+        initialise(model)
     cost = model_cost(model, task.size)
     trainer = Trainer(model, train_set, None, num_classes=task.num_classes,
                       epochs=budget.epochs(len(train_set)), batch_size=budget.batch_size,
