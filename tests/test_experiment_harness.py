@@ -130,6 +130,13 @@ def test_the_cli_trains_both_baselines_and_the_models_and_stores_json_and_csv(tm
     assert [r["model"] for r in rows] == ["colour-only", "windowed", "fcn32s"]
 
 
+def test_the_cli_names_the_tasks_when_given_an_unknown_one(tmp_path, capsys):
+    assert main(["experiment", "--task", "no-such-task", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'no-such-task'" in err and "shapes" in err and "touching" in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_cli_rejects_an_unknown_model_before_training(tmp_path, capsys):
     assert main(["experiment", "--models", "fcn9s", "--quick", "--out", str(tmp_path)]) == 2
     assert "unknown model 'fcn9s'" in capsys.readouterr().err

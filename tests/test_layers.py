@@ -52,12 +52,14 @@ def test_the_grading_engine_never_imports_the_chapters_exercises(tmp_path):
     assert "segedu.grading.engine.judge -> segedu.grading.content" in result.stdout
 
 
-def test_importing_the_package_does_not_import_torchvision():
+def test_importing_the_package_and_building_the_cli_does_not_import_torchvision():
     # torchvision's import costs about as much as torch's (it pulls in torch._dynamo); every
     # graded submission imports segedu, and only the data sets, the weight downloads, the
     # receptive-field tool and the experiment harness need torchvision: they import it.
+    # segedu.cli.build_parser(): every command (segedu grade, check, ...) builds all of the
+    # parsers, so no parser may import a data set (the experiment harness imports it to run).
     code = ("import sys, segedu, segedu.cli, segedu.zoo, segedu.deploy,"
-            " segedu.grading.engine.child;"
+            " segedu.grading.engine.child; segedu.cli.build_parser();"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env={"PYTHONPATH": str(ROOT),

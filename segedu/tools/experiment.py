@@ -52,13 +52,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..core.metrics import ConfusionMatrix, boundary_f1, trimap_confusion
 from ..core.profiles import PROFILES
 from ..core.utils import count_parameters, set_seed
-from ..data.tasks import Task, get_task, list_tasks
+from ..data.tasks import Task, get_task
 from ..train import Trainer
 from ..train.experiment import PixelClassifier, WindowedPixelClassifier, mean_sd
 from ..zoo import build_model, get_factory, list_models
 
 __all__ = ["BASELINES", "Budget", "build", "model_cost", "evaluate", "run_one", "run_comparison",
-           "summarize", "format_table", "write_results", "context", "describe", "add_arguments",
+           "summarize", "format_table", "write_results", "context", "describe",
            "command_line", "run_cli"]
 
 
@@ -315,28 +315,6 @@ def describe(task: Task, budget: Budget, train_length: int | None = None,
 QUICK_BUDGET, QUICK_TRAIN, QUICK_VAL = Budget(iterations=4, batch_size=4), 16, 8
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``segedu experiment`` options."""
-    parser.add_argument("--task", default="shapes", choices=list_tasks(),
-                        help="diagnostic task (segedu.data.tasks)")
-    parser.add_argument("--models", nargs="*", default=[], metavar="MODEL",
-                        help="zoo models to compare; the colour-only and windowed baselines "
-                             "are always added")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--iterations", type=int, default=Budget.iterations,
-                        help="training iterations per run (whole epochs)")
-    parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
-    parser.add_argument("--lr", type=float, default=Budget.lr)
-    parser.add_argument("--train-length", type=int, help="training images (default: the task's)")
-    parser.add_argument("--val-length", type=int, help="validation images (default: the task's)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", required=True, help="folder for <task>.json and <task>.csv")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run (4 iterations, 16 images, 1 seed): proves it runs, "
-                             "says nothing about the models")
-    return parser
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The ``segedu experiment`` command that reproduces ``args`` (stored with the results)."""
     parts = ["segedu", "experiment", "--task", args.task]
@@ -356,6 +334,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run ``segedu experiment`` with parsed ``args``; prints the table, writes the files."""
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
+    get_task(args.task)  # an unknown task: a ValueError naming the tasks, before anything runs
+    for option in ("iterations", "batch_size", "lr"):  # not given: the Budget's defaults
+        if getattr(args, option) is None:
+            setattr(args, option, getattr(Budget, option))
     if args.threads:
         torch.set_num_threads(args.threads)
     budget = Budget(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr)
