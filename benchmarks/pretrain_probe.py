@@ -2,8 +2,8 @@
 shape task faster, as ImageNet weights do on a GPU? (Issue 13, item 4: a probe, not yet a
 feature.)
 
-    OMP_NUM_THREADS=1 python benchmarks/pretrain_probe.py [--iterations 2000] [--seeds 3]
-        -> benchmarks/results/pretrain_probe.json and .csv
+    OMP_NUM_THREADS=1 python benchmarks/pretrain_probe.py [--iterations 2000] [--seeds 3] [--tag T]
+        -> benchmarks/results/pretrain_probe[_T].json and .csv
 
 Two pretext tasks, each on 4,096 *other* ShapeScenes images (seed 1009: none of them is a
 training or validation image of the shape task), for the same number of iterations, on the
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tag", help="results go to pretrain_probe_<tag>.json/.csv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = "python benchmarks/pretrain_probe.py " + shlex.join(sys.argv[1:])
@@ -169,7 +170,8 @@ def main() -> None:
             run = run_one(task, model, seed, budget, train_set=train_set, val_set=val_set,
                           initialise=None if state is None else loader(state))
             payload["runs"].append({**run, "model": f"{model} ({label})"})
-            write_results(args.out, "pretrain_probe", payload)
+            write_results(args.out, "pretrain_probe" + (f"_{args.tag}" if args.tag else ""),
+                          payload)
             print(f"{label:24} seed {seed}: mIoU {run['miou']:.3f}", flush=True)
     print(format_table(summarize(payload["runs"])))
 
