@@ -37,6 +37,21 @@ def test_every_explorer_renders_a_png_and_a_summary_on_creation():
         assert explorer.figure.axes  # a persistent matplotlib figure
 
 
+def test_a_displayed_explorer_carries_its_current_picture_as_a_static_image():
+    # where widgets are not rendered (GitHub, nbviewer) the saved output still shows the figure
+    import base64
+
+    for make in (widgets.receptive_field_explorer, widgets.ppm_explorer):  # a JPEG, a PNG
+        explorer = make()
+        bundle = explorer._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle  # still the live widget
+        mime = f"image/{explorer.picture_format}"
+        assert base64.b64decode(bundle[mime]) == bytes(explorer.image.value)
+    _changed(explorer, "height", 45)  # the PPM explorer after a change: the new picture
+    assert base64.b64decode(explorer._repr_mimebundle_()[mime]) == bytes(explorer.image.value)
+    assert explorer._repr_mimebundle_()[mime] != bundle[mime]
+
+
 def test_explorers_redraw_one_figure_in_place():
     explorer = widgets.dilation_explorer()
     figure, image = explorer.figure, explorer.image

@@ -3,6 +3,7 @@ swapped as an image on every change) and the helpers for controls and pictures."
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import re
@@ -130,6 +131,17 @@ class Explorer(widgets.VBox):
         text = re.sub(r"<br>|<tr>|</t[dh]>", " ", self.summary.value)
         text = " ".join(re.sub(r"<[^>]*>", "", text).split())
         return f"<{type(self).__name__}: {html.unescape(text)}>"
+
+    def _repr_mimebundle_(self, **kwargs):
+        # The widget's view, and the picture it shows now as a plain image beside it: a
+        # notebook saved with this output shows the figure where widgets are not rendered
+        # (GitHub, nbviewer, a notebook opened without its kernel); a live notebook shows the
+        # widget, which front ends prefer to an image.
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.image.value:
+            bundle[f"image/{self.picture_format}"] = base64.b64encode(
+                self.image.value).decode("ascii")
+        return bundle
 
     @contextmanager
     def batch(self):
