@@ -24,8 +24,8 @@ on). It does not work where the code needs the size's *value*:
 * PSPNet: pooling to 2, 3 and 6 bins that need not divide the map becomes index lists computed
   for the example's size. The exporter keeps H and W symbolic, but the graph is wrong at any
   other size (ONNX Runtime fails with an out-of-range index). :func:`export_onnx` refuses such
-  a model before tracing it (an ``nn.AdaptiveAvgPool2d``/``MaxPool2d`` to more than one cell,
-  :func:`size_bound_modules`). Deploy it at a size every bin divides
+  a model before tracing it (its pyramid pooling, or any ``nn.AdaptiveAvgPool2d``/``MaxPool2d``
+  to more than one cell: :func:`size_bound_modules`). Deploy it at a size every bin divides
   (:func:`pspnet_export_size` finds the nearest): each bin is then a plain average pool of
   equal cells, as the paper draws it.
 
