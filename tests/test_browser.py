@@ -157,6 +157,34 @@ def _accept_kernel_dialog(page) -> None:
         dialog.first.wait_for(state="detached", timeout=10_000)
 
 
+def _start_kernel(lab: _Lab, timeout: float = 180) -> None:
+    """Start the notebook's kernel through the server's REST API and wait until it answers, so
+    that the page attaches to a running kernel. Left to JupyterLab's auto-start, a kernel that
+    starts slowly (the suite's workers importing torch beside it) was once interrupted while the
+    page connected, leaving "No Kernel" and a 4-minute wait for a widget that never came."""
+    api = f"{lab.url}/api"
+    body = json.dumps({"path": "explorer.ipynb", "name": "explorer.ipynb", "type": "notebook",
+                       "kernel": {"name": "python3"}}).encode()
+    request = urllib.request.Request(f"{api}/sessions?token={lab.token}", data=body,
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        kernel = json.load(answer)["kernel"]["id"]
+    # The server reports "starting" until some client talks to the kernel: ask it directly.
+    from jupyter_client import BlockingKernelClient
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    client = BlockingKernelClient(
+        connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+    except RuntimeError as err:
+        pytest.fail(f"the kernel did not answer in {timeout:.0f} s ({err}):\n{lab.log_tail()}")
+    finally:
+        client.stop_channels()
+
+
 def test_moving_a_slider_in_jupyterlab_redraws_the_widget(chromium, sync_playwright, lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "dilation_explorer.png"
@@ -183,6 +211,7 @@ def test_moving_a_slider_in_jupyterlab_redraws_the_widget(chromium, sync_playwri
 
         step = "open the notebook"
         try:
+            _start_kernel(lab)
             page.goto(f"{lab.url}/lab/tree/explorer.ipynb?token={lab.token}")
             editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             editor.wait_for(state="visible")
