@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -13,6 +16,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+
+def run_nbval(notebook: Path, mode: str, *options: str, cwd: Path, env: dict | None = None,
+              timeout: float = 900) -> subprocess.CompletedProcess:
+    """nbval on one notebook in a fresh pytest process that loads nbval and no other plugin.
+
+    ``mode`` is ``"--nbval"`` (every stored output compared) or ``"--nbval-lax"`` (only the
+    cells marked ``# NBVAL_CHECK_OUTPUT``). Plugin auto-loading is off: what else is installed
+    (xdist, randomly, hypothesis: 1.3 s of imports alone) would cost every notebook a second
+    and could change how it runs."""
+    sanitize = Path(__file__).with_name("nbval_sanitize.cfg")
+    command = [sys.executable, "-m", "pytest", "-p", "nbval.plugin", mode, str(notebook),
+               "--nbval-current-env", "--nbval-sanitize-with", str(sanitize),
+               "-p", "no:cacheprovider", "-q", "--color=no", *options]
+    env = {**(os.environ if env is None else env), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_nbval
 
 from segedu.grading import all_exercises, assign, grade_notebook
 from segedu.grading.engine.notebook import cell_tags, chapter_of, exercise_ids, load_notebook
@@ -80,10 +80,7 @@ def test_chapter_solution_scores_full_marks(name):
 
 def strict_nbval(path: Path) -> subprocess.CompletedProcess:
     """Strict nbval on a solution notebook: every stored output must be reproduced."""
-    cmd = [sys.executable, "-m", "pytest", "--nbval", str(path), "--nbval-current-env",
-           "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
-           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--color=no"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_nbval(path, "--nbval", cwd=ROOT, timeout=300)
 
 
 @pytest.mark.slow

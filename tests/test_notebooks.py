@@ -8,11 +8,10 @@ outputs a learner reads are stored from the full CPU profile (re-run a notebook 
 ``SEGEDU_PROFILE=cpu jupyter nbconvert --execute --inplace`` to refresh them)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_nbval
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -28,12 +27,6 @@ def test_there_is_a_lesson_notebook_per_written_chapter():
 @pytest.mark.parametrize("notebook", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_notebook_passes_nbval_lax_on_cpu(notebook, tmp_path):
     env = {**os.environ, "SEGEDU_DEVICE": "cpu", "SEGEDU_PROFILE": "ci", "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", str(notebook),
-         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
-         "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "-p", "no:randomly", "-q",
-         "--rootdir", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )
+    result = run_nbval(notebook, "--nbval-lax", "--nbval-cell-timeout", "300",
+                       "--rootdir", str(tmp_path), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
