@@ -1,6 +1,6 @@
 """Can a reduced-width backbone be pretrained on a CPU so that the chapters' networks learn the
-shape task faster, as ImageNet weights do on a GPU? (Issue 13, item 4: a probe, not yet a
-feature.)
+shape task faster, as ImageNet weights do on a GPU? This probe chose the recipe the package
+now ships (objectness: :mod:`segedu.train.pretext`, files made by ``pretrain_backbones.py``).
 
     OMP_NUM_THREADS=1 python benchmarks/pretrain_probe.py [--iterations 2000] [--seeds 3] [--tag T]
         -> benchmarks/results/pretrain_probe[_T].json and .csv
@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from segedu.backbones import resnet50
-from segedu.core.metrics import ConfusionMatrix
 from segedu.data import ShapeScenes, get_task
 from segedu.data.transforms import eval_transforms
 from segedu.tools.experiment import (
@@ -47,15 +46,10 @@ from segedu.tools.experiment import (
     summarize,
     write_results,
 )
+from segedu.train.pretext import PRETEXT_SEED, PretextRecipe, pretrain_objectness, stack
 
 RESULTS = Path(__file__).parent / "results"
-PRETEXT_SEED = 1009  # not a seed of any task's split
 WIDTH = 0.125
-
-
-def _stack(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [dataset[i] for i in range(len(dataset))]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
 def _object_class(mask: torch.Tensor) -> int:
@@ -64,43 +58,23 @@ def _object_class(mask: torch.Tensor) -> int:
     return int(torch.bincount(labels, minlength=5)[1:].argmax())
 
 
-class Objectness(nn.Module):
-    """The backbone, dilated to stride 8, with two 1x1 scorers (object / background)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = resnet50(include_top=False, width=WIDTH,
-                                 replace_stride_with_dilation=[False, True, True])
-        channels = self.backbone.feature_channels
-        self.deep = nn.Conv2d(channels["layer4"], 2, 1)
-        self.shallow = nn.Conv2d(channels["layer1"], 2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.backbone.forward_features(x)
-        y = self.shallow(f["layer1"]) + F.interpolate(self.deep(f["layer4"]),
-                                                      size=f["layer1"].shape[-2:],
-                                                      mode="bilinear", align_corners=False)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-
 def pretrain(pretext: str, iterations: int, log) -> tuple[dict, list[dict]]:
-    """The backbone's state_dict after ``iterations`` on ``pretext``, and its learning curve."""
+    """The backbone's state_dict after ``iterations`` on ``pretext``, and its learning curve.
+
+    ``objectness`` is the recipe the package ships (:func:`segedu.train.pretext.pretrain_objectness`
+    on ResNet-50); ``classify`` is ImageNet's recipe in miniature, kept here as the comparison."""
+    if pretext == "objectness":
+        model, curve = pretrain_objectness(PretextRecipe(arch="resnet50", width=WIDTH,
+                                                         iterations=iterations), log)
+        return model.backbone.state_dict(), curve
     torch.manual_seed(0)
-    one = pretext == "classify"
     tf = eval_transforms(None)
-    x, m = _stack(ShapeScenes("train", 64, 4096, PRETEXT_SEED, tf, max_shapes=1 if one else 4))
-    vx, vm = _stack(ShapeScenes("val", 64, 512 if one else 256, PRETEXT_SEED, tf,
-                                max_shapes=1 if one else 4))
-    if one:
-        net: nn.Module = resnet50(num_classes=4, width=WIDTH)
-        y = torch.tensor([_object_class(k) for k in m])
-        vy = torch.tensor([_object_class(k) for k in vm])
-        batch = 32
-    else:
-        net = Objectness()
-        y = torch.where(m == 255, m, (m > 0).long())  # object 1, background 0, edge band 255
-        vy = torch.where(vm == 255, vm, (vm > 0).long())
-        batch = 8
+    x, m = stack(ShapeScenes("train", 64, 4096, PRETEXT_SEED, tf, max_shapes=1))
+    vx, vm = stack(ShapeScenes("val", 64, 512, PRETEXT_SEED, tf, max_shapes=1))
+    net = resnet50(num_classes=4, width=WIDTH)
+    y = torch.tensor([_object_class(k) for k in m])
+    vy = torch.tensor([_object_class(k) for k in vm])
+    batch = 32
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=iterations)
     draw = torch.Generator().manual_seed(0)
@@ -110,8 +84,7 @@ def pretrain(pretext: str, iterations: int, log) -> tuple[dict, list[dict]]:
         xb, yb = x[i], y[i]
         if torch.rand(1, generator=draw).item() < 0.5:  # horizontal flip
             xb = xb.flip(-1)
-            yb = yb if one else yb.flip(-1)
-        loss = F.cross_entropy(net(xb), yb, ignore_index=255)
+        loss = F.cross_entropy(net(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,17 +92,12 @@ def pretrain(pretext: str, iterations: int, log) -> tuple[dict, list[dict]]:
         if step % 250 == 0 or step == iterations:
             net.eval()
             with torch.no_grad():
-                if one:
-                    score = {"val_accuracy": (net(vx).argmax(1) == vy).float().mean().item()}
-                else:
-                    iou = ConfusionMatrix(2).update(net(vx), vy).compute()["iou"]
-                    score = {"val_foreground_iou": float(iou[1])}
+                score = {"val_accuracy": (net(vx).argmax(1) == vy).float().mean().item()}
             net.train()
             curve.append({"iteration": step, "loss": loss.item(), **score,
                           "seconds": time.perf_counter() - start})
             log(f"  {pretext} {curve[-1]}")
-    backbone = net if one else net.backbone
-    state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("fc.")}
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
     return state, curve
 
 

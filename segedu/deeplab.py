@@ -56,8 +56,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import VGG16, mobilenet_v3_large, resnet_by_name, xception65
+from .backbones.pretrained import load_backbone_weights
 from .core.model import SegmentationModel, resize_to, scaled
-from .core.weights import load_imagenet_weights, load_torchvision_weights
+from .core.weights import load_torchvision_weights
 from .fcn import FCNHead
 
 __all__ = [
@@ -437,7 +438,7 @@ class DeepLab(SegmentationModel):
 
 def deeplabv1(num_classes: int = 21, *, width: float = 1.0, batch_norm: bool = False,
               dropout: float = 0.5, in_channels: int = 3,
-              pretrained_backbone: bool = False) -> DeepLab:
+              pretrained_backbone: bool | str = False) -> DeepLab:
     """DeepLab v1 "LargeFOV" (ICLR 2015): atrous VGG16 at output stride 8 + the LargeFOV head.
 
     71.6 mIoU on VOC2012 test with the dense CRF (paper). ``batch_norm`` gives VGG16-BN (the
@@ -450,19 +451,20 @@ def deeplabv1(num_classes: int = 21, *, width: float = 1.0, batch_norm: bool = F
     model = DeepLab(backbone, head, num_classes=num_classes, output_stride=8,
                     out_layer="pool5", in_channels=in_channels)
     if pretrained_backbone:
-        load_imagenet_weights(backbone, "vgg16_bn" if batch_norm else "vgg16")
+        load_backbone_weights(backbone, "vgg16_bn" if batch_norm else "vgg16",
+                              pretrained_backbone)
     return model
 
 
 def _dilated_resnet(name: str, output_stride: int, multi_grid: Sequence[int] | None,
-                    width: float, pretrained: bool) -> nn.Module:
+                    width: float, pretrained: bool | str) -> nn.Module:
     """A ResNet at output stride 8 or 16, optionally with multi-grid rates in layer4."""
     aspp_rates(output_stride)  # ValueError for anything but 8 and 16
     dilate = [False, True, True] if output_stride == 8 else [False, False, True]
     backbone = resnet_by_name(name, replace_stride_with_dilation=dilate, include_top=False,
                               width=width)
     if pretrained:  # before multi-grid: dilation changes no weight
-        load_imagenet_weights(backbone, name)
+        load_backbone_weights(backbone, name, pretrained)
     if multi_grid is not None:
         apply_multi_grid(backbone.layer4, 32 // output_stride, multi_grid)  # layer4 rate 2 or 4
     return backbone
@@ -470,7 +472,7 @@ def _dilated_resnet(name: str, output_stride: int, multi_grid: Sequence[int] | N
 
 def deeplabv2(num_classes: int = 21, *, backbone: str = "resnet101", width: float = 1.0,
               rates: Sequence[int] = (6, 12, 18, 24),
-              pretrained_backbone: bool = False) -> DeepLab:
+              pretrained_backbone: bool | str = False) -> DeepLab:
     """DeepLab v2 (TPAMI 2017): dilated ResNet-101 at output stride 8 + :class:`ASPPv2`.
 
     79.7 mIoU on VOC2012 test with COCO pretraining, multi-scale inputs and the CRF (paper).
@@ -518,7 +520,7 @@ def deeplabv3_from_backbone(
 def deeplabv3(num_classes: int = 21, *, backbone: str = "resnet101", output_stride: int = 16,
               multi_grid: Sequence[int] | None = (1, 2, 4), rates: Sequence[int] | None = None,
               aux: bool = False, width: float = 1.0,
-              pretrained_backbone: bool = False) -> DeepLab:
+              pretrained_backbone: bool | str = False) -> DeepLab:
     """DeepLab v3 (2017) on a dilated ResNet: ASPP with image pooling, multi-grid (1, 2, 4).
 
     ``output_stride`` 16 (rates 6/12/18, the paper's training setting) or 8 (12/24/36, its
@@ -535,7 +537,7 @@ def deeplabv3(num_classes: int = 21, *, backbone: str = "resnet101", output_stri
 def deeplabv3plus(num_classes: int = 21, *, backbone: str = "resnet101",
                   output_stride: int = 16, multi_grid: Sequence[int] | None = (1, 2, 4),
                   rates: Sequence[int] | None = None, aux: bool = False, width: float = 1.0,
-                  pretrained_backbone: bool = False) -> DeepLab:
+                  pretrained_backbone: bool | str = False) -> DeepLab:
     """DeepLab v3+ (ECCV 2018): the v3 encoder + the decoder on a stride-4 low-level map.
 
     89.0 mIoU on VOC2012 test (Xception-65, COCO + JFT pretraining, output stride 8) and 82.1
@@ -562,14 +564,15 @@ def deeplabv3plus(num_classes: int = 21, *, backbone: str = "resnet101",
 
 
 def deeplabv3_resnet50(num_classes: int = 21, *, aux: bool = False, width: float = 1.0,
-                       pretrained: bool = False, pretrained_backbone: bool = False) -> DeepLab:
+                       pretrained: bool = False,
+                       pretrained_backbone: bool | str = False) -> DeepLab:
     """torchvision's ``deeplabv3_resnet50``: ResNet-50 at output stride 8, rates 12/24/36.
 
     Same state_dict as torchvision's (39,638,869 parameters, 42,004,074 with ``aux``), no
     multi-grid. ``pretrained=True`` loads torchvision's COCO-trained weights (21 VOC classes;
     66.4 mIoU on COCO val2017 as published) — needs the internet.
     """
-    net = _dilated_resnet("resnet50", 8, None, width, pretrained_backbone and not pretrained)
+    net = _dilated_resnet("resnet50", 8, None, width, False if pretrained else pretrained_backbone)
     model = deeplabv3_from_backbone(net, num_classes, output_stride=8, out_layer="layer4",
                                     aux_layer="layer3" if aux else None, rates=(12, 24, 36),
                                     channels=scaled(256, width))
@@ -580,7 +583,7 @@ def deeplabv3_resnet50(num_classes: int = 21, *, aux: bool = False, width: float
 
 def deeplabv3_mobilenet_v3_large(num_classes: int = 21, *, aux: bool = False,
                                  width: float = 1.0, pretrained: bool = False,
-                                 pretrained_backbone: bool = False) -> DeepLab:
+                                 pretrained_backbone: bool | str = False) -> DeepLab:
     """torchvision's ``deeplabv3_mobilenet_v3_large``: the dilated MobileNetV3-Large (output
     stride 16) with :class:`DeepLabHead` (rates 12/24/36) on its last map ``C5`` (960
     channels) and, with ``aux``, the FCN head on ``C2`` (40 channels, stride 8).
@@ -592,7 +595,7 @@ def deeplabv3_mobilenet_v3_large(num_classes: int = 21, *, aux: bool = False,
     """
     net = mobilenet_v3_large(dilated=True, include_top=False, width=width)
     if pretrained_backbone and not pretrained:
-        load_imagenet_weights(net, "mobilenet_v3_large")
+        load_backbone_weights(net, "mobilenet_v3_large", pretrained_backbone)
     model = deeplabv3_from_backbone(net.features, num_classes, output_stride=16,
                                     out_layer="C5", aux_layer="C2" if aux else None,
                                     rates=(12, 24, 36), channels=scaled(256, width))

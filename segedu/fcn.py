@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import VGG16, resnet50
+from .backbones.pretrained import load_backbone_weights, load_shapes_weights
 from .core.model import SegmentationModel, scaled
 from .core.validation import check_image_batch, check_num_classes
-from .core.weights import download_state_dict, load_imagenet_weights, load_torchvision_weights
+from .core.weights import download_state_dict, load_torchvision_weights
 
 __all__ = [
     "linear_to_conv",
@@ -274,25 +275,28 @@ class FCN(nn.Module):
         return {"out": out[..., :h, :w]}                 # (N, C, H', W') cropped to (N, C, H, W)
 
 
-def fcn32s(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs) -> FCN:
+def fcn32s(num_classes: int = 21, *, pretrained_backbone: bool | str = False, **kwargs) -> FCN:
     """FCN-32s: one 32x upsampling of the fc7 scores — coarse, the paper's baseline."""
     return _fcn("32s", num_classes, pretrained_backbone, **kwargs)
 
 
-def fcn16s(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs) -> FCN:
+def fcn16s(num_classes: int = 21, *, pretrained_backbone: bool | str = False, **kwargs) -> FCN:
     """FCN-16s: adds the pool4 skip."""
     return _fcn("16s", num_classes, pretrained_backbone, **kwargs)
 
 
-def fcn8s(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs) -> FCN:
+def fcn8s(num_classes: int = 21, *, pretrained_backbone: bool | str = False, **kwargs) -> FCN:
     """FCN-8s: adds the pool4 and pool3 skips — the paper's best (62.2 mean IU, VOC2012 test)."""
     return _fcn("8s", num_classes, pretrained_backbone, **kwargs)
 
 
-def _fcn(variant: str, num_classes: int, pretrained_backbone: bool, **kwargs) -> FCN:
+def _fcn(variant: str, num_classes: int, pretrained_backbone: bool | str, **kwargs) -> FCN:
     # kwargs: width, batch_norm, learn_upsampling, dropout, in_channels (see FCN).
     model = FCN(num_classes, variant, **kwargs)
-    if pretrained_backbone:
+    if pretrained_backbone == "shapes":  # the CPU profile's stand-in: conv layers only
+        batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.modules())
+        load_shapes_weights(model.backbone, "vgg16_bn" if batch_norm else "vgg16")
+    elif pretrained_backbone:
         load_imagenet_backbone(model)
     return model
 
@@ -355,7 +359,7 @@ def fcn_resnet50(
     aux: bool = False,
     width: float = 1.0,
     pretrained: bool = False,
-    pretrained_backbone: bool = False,
+    pretrained_backbone: bool | str = False,
 ) -> SegmentationModel:
     """FCN with a dilated ResNet-50 (output stride 8), as ``torchvision``'s ``fcn_resnet50``.
 
@@ -371,5 +375,5 @@ def fcn_resnet50(
     if pretrained:
         load_torchvision_weights(model, "fcn_resnet50")
     elif pretrained_backbone:
-        load_imagenet_weights(backbone, "resnet50")
+        load_backbone_weights(backbone, "resnet50", pretrained_backbone)
     return model

@@ -70,10 +70,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import resnet_by_name
+from .backbones.pretrained import load_backbone_weights
 from .core.model import SegmentationModel, resize_to
 from .core.sizes import resnet_feature_size
 from .core.validation import check_image_batch, check_num_classes
-from .core.weights import load_imagenet_weights
 from .fcn import FCNHead
 
 __all__ = [
@@ -256,7 +256,7 @@ def pspnet(
     width: float = 1.0,
     bins: Sequence[int] = PAPER_BINS,
     global_norm: bool = False,
-    pretrained_backbone: bool = False,
+    pretrained_backbone: bool | str = False,
     in_channels: int = 3,
 ) -> PSPNet:
     """PSPNet on a dilated ResNet-50/101 with the pyramid (1, 2, 3, 6) and the auxiliary head.
@@ -271,6 +271,6 @@ def pspnet(
     model = PSPNet(num_classes, backbone, aux, width=width, bins=bins, global_norm=global_norm,
                    in_channels=in_channels)
     if pretrained_backbone:
-        load_imagenet_weights(model.backbone, backbone)
+        load_backbone_weights(model.backbone, backbone, pretrained_backbone)
     return model
 

@@ -66,9 +66,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import resnet_by_name
+from .backbones.pretrained import load_backbone_weights
 from .core.model import scaled
 from .core.validation import check_image_batch, check_num_classes
-from .core.weights import load_imagenet_weights
 
 __all__ = [
     "upsample_aligned",
@@ -372,7 +372,7 @@ class RefineNet(nn.Module):
 
 
 def refinenet(num_classes: int = 21, *, backbone: str = "resnet50", width: float = 1.0,
-              crp_stages: int = 2, pretrained_backbone: bool = False, **kwargs) -> RefineNet:
+              crp_stages: int = 2, pretrained_backbone: bool | str = False, **kwargs) -> RefineNet:
     """RefineNet (CVPR 2017): RCUs, multi-resolution fusion, chained residual pooling.
 
     ``crp_stages=2`` is the paper's Fig. 3; ``crp_stages=4`` the released model's.
@@ -383,12 +383,12 @@ def refinenet(num_classes: int = 21, *, backbone: str = "resnet50", width: float
     model = RefineNet(num_classes, backbone=backbone, width=width, crp_stages=crp_stages,
                       **kwargs)
     if pretrained_backbone:
-        _load_backbone(model)
+        _load_backbone(model, pretrained_backbone)
     return model
 
 
 def lw_refinenet(num_classes: int = 21, *, backbone: str = "resnet50", width: float = 1.0,
-                 pretrained_backbone: bool = False, **kwargs) -> RefineNet:
+                 pretrained_backbone: bool | str = False, **kwargs) -> RefineNet:
     """Light-Weight RefineNet (BMVC 2018): no RCUs, 1x1 convs, 4-stage CRP.
 
     ``kwargs``: ``crp_stages``, ``dropout``, ``in_channels`` (see :class:`RefineNet`).
@@ -397,15 +397,15 @@ def lw_refinenet(num_classes: int = 21, *, backbone: str = "resnet50", width: fl
     model = RefineNet(num_classes, backbone=backbone, width=width, light_weight=True,
                       **kwargs)
     if pretrained_backbone:
-        _load_backbone(model)
+        _load_backbone(model, pretrained_backbone)
     return model
 
 
-def _load_backbone(model: RefineNet) -> None:
+def _load_backbone(model: RefineNet, source: bool | str) -> None:
     if model.in_channels != 3:
-        raise ValueError(f"ImageNet weights expect 3 input channels; this RefineNet has "
+        raise ValueError(f"Pretrained weights expect 3 input channels; this RefineNet has "
                          f"in_channels={model.in_channels}.")
-    load_imagenet_weights(model.backbone, model.backbone_name)
+    load_backbone_weights(model.backbone, model.backbone_name, source)
 
 
 # --------------------------------------------------------------------------------------------

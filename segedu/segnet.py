@@ -54,10 +54,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import VGG16, VGG16_CONFIG
+from .backbones.pretrained import load_backbone_weights
 from .core.model import scaled
 from .core.sizes import conv_output_size
 from .core.validation import check_image_batch, check_num_classes
-from .core.weights import load_imagenet_weights
 
 __all__ = [
     "max_pool_with_indices",
@@ -66,7 +66,7 @@ __all__ = [
     "DecoderStage",
     "SegNet",
     "segnet",
-    "load_imagenet_encoder",
+    "load_pretrained_encoder",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -299,30 +299,33 @@ class SegNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def segnet(num_classes: int = 21, *, pretrained_backbone: bool = False, **kwargs) -> SegNet:
+def segnet(num_classes: int = 21, *, pretrained_backbone: bool | str = False,
+           **kwargs) -> SegNet:
     """SegNet (VGG16-BN encoder): 29,449,355 parameters at full width with 11 classes.
 
     ``kwargs``: ``width``, ``batch_norm``, ``in_channels`` (see :class:`SegNet`).
     ``pretrained_backbone=True`` loads torchvision's ImageNet VGG16-BN weights into the encoder
     (the paper's initialisation, Sec. 4.1); it needs the internet and raises
     :class:`~segedu.core.weights.WeightsUnavailableError` when the download fails.
+    ``pretrained_backbone="shapes"`` loads the shipped width-1/8 VGG16-BN instead (the CPU
+    profile's stand-in, offline: :mod:`segedu.backbones.pretrained`).
     """
     model = SegNet(num_classes, **kwargs)
     if pretrained_backbone:
-        load_imagenet_encoder(model)
+        load_pretrained_encoder(model, pretrained_backbone)
     return model
 
 
-def load_imagenet_encoder(model: SegNet, progress: bool = True) -> SegNet:
-    """Load torchvision's ImageNet ``vgg16_bn`` (or ``vgg16`` without BN) into the encoder.
+def load_pretrained_encoder(model: SegNet, source: bool | str = True) -> SegNet:
+    """Load a pretrained ``vgg16_bn`` (or ``vgg16`` without BN) into the encoder: torchvision's
+    ImageNet weights (``source=True``) or the shipped shape-pretrained ones (``"shapes"``).
 
     The encoder's keys are torchvision's ``features.*``, so the load is strict; the decoder and
     classifier keep their initialisation.
     """
     if model.in_channels != 3:
-        raise ValueError(f"ImageNet weights expect 3 input channels; this SegNet has "
+        raise ValueError(f"Pretrained weights expect 3 input channels; this SegNet has "
                          f"in_channels={model.in_channels}.")
     batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.encoder.modules())
-    load_imagenet_weights(model.encoder, "vgg16_bn" if batch_norm else "vgg16",
-                          progress=progress)
+    load_backbone_weights(model.encoder, "vgg16_bn" if batch_norm else "vgg16", source)
     return model

@@ -85,6 +85,20 @@ def test_build_uses_the_cpu_profile_width_and_rejects_unknown_names():
         harness.build("fcn9s", 5)
 
 
+def test_a_plus_shapes_name_builds_the_model_on_the_shipped_pretrained_backbone():
+    from segedu.backbones.pretrained import read_shapes_weights
+
+    shipped = read_shapes_weights("vgg16_bn")["backbone"]
+    first = next(k for k in shipped if k.endswith("weight"))
+    pretrained, fresh = harness.build("fcn8s+shapes", 5), harness.build("fcn8s", 5)
+    assert torch.equal(pretrained.backbone.state_dict()[first], shipped[first])
+    assert not torch.equal(fresh.backbone.state_dict()[first], shipped[first])
+    with pytest.raises(ValueError, match="unet has no pretrained backbone"):
+        harness.build("unet+shapes", 5)
+    with pytest.raises(ValueError, match="only weights.*'\\+shapes'"):
+        harness.build("fcn8s+imagenet", 5)
+
+
 def test_model_cost_counts_two_flops_per_multiply_add():
     cost = harness.model_cost(PixelClassifier(5), size=8)
     assert cost["parameters"] == 3 * 5 + 5

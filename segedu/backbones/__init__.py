@@ -27,6 +27,11 @@ Two course-specific options, both off by default:
   matches torchvision.
 * ``batch_norm=True`` for VGG16 gives torchvision's ``vgg16_bn`` (SegNet's encoder).
 
+Pretrained weights (:mod:`~segedu.backbones.pretrained`): ``pretrained_backbone=True`` in a
+segmentation builder loads torchvision's ImageNet weights (width 1, downloaded);
+``pretrained_backbone="shapes"`` loads the width-1/8 weights shipped in ``shapes_weights/``,
+pretrained offline on synthetic images (:mod:`segedu.train.pretext`).
+
 Layer: backbones import only :mod:`segedu.core`; chapters import backbones.
 """
 

@@ -14,6 +14,7 @@ from torch import nn
 from ..core.model import scaled
 from ..core.validation import check_image_batch
 from .common import init_weights, require_top
+from .pretrained import load_shapes_weights
 
 __all__ = [
     "SeparableConv2d",
@@ -268,12 +269,16 @@ class Xception(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def xception65(*, pretrained: bool = False, **kwargs) -> Xception:
+def xception65(*, pretrained: bool | str = False, **kwargs) -> Xception:
     """Aligned Xception-65 of DeepLab v3+ (16 middle-flow blocks).
 
     There are no ImageNet weights for it here: ``pretrained=True`` raises a ``ValueError``
     that says so (a segmentation builder passes its ``pretrained_backbone`` on to it).
+    ``pretrained="shapes"`` loads the shipped width-1/8 weights
+    (:mod:`segedu.backbones.pretrained`).
     """
+    if pretrained == "shapes":
+        return load_shapes_weights(Xception(middle_blocks=16, **kwargs), "xception65")
     if pretrained:
         raise ValueError(
             "No ImageNet weights for Xception-65: torchvision has no Xception, and DeepLab's "

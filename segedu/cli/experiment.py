@@ -19,8 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         help="a diagnostic task of segedu.data.TASKS (default: shapes; an "
                              "unknown name lists them)")
     parser.add_argument("--models", nargs="*", default=[], metavar="MODEL",
-                        help="zoo models to compare; the colour-only and windowed baselines "
-                             "are always added")
+                        help="zoo models to compare (a name ending in '+shapes' loads the "
+                             "shipped shape-pretrained backbone); the colour-only and windowed "
+                             "baselines are always added")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     parser.add_argument("--iterations", type=int,
                         help="training iterations per run, whole epochs (default: the "

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import mobilenet_v3_large
+from ..backbones.pretrained import load_backbone_weights
 from ..core.model import SegmentationModel, scaled
-from ..core.weights import download_state_dict, load_imagenet_weights
+from ..core.weights import download_state_dict
 
 __all__ = ["lite_aspp", "LRASPPHead", "LRASPP", "lraspp_mobilenet_v3_large"]
 
@@ -95,7 +96,7 @@ class LRASPP(SegmentationModel):
 
 def lraspp_mobilenet_v3_large(num_classes: int = 21, *, width: float = 1.0,
                               pretrained: bool = False,
-                              pretrained_backbone: bool = False) -> LRASPP:
+                              pretrained_backbone: bool | str = False) -> LRASPP:
     """torchvision's ``lraspp_mobilenet_v3_large``: the dilated MobileNetV3-Large (output
     stride 16) with :class:`LRASPPHead` (128 inner channels) on ``C5`` and ``C2``.
 
@@ -106,7 +107,7 @@ def lraspp_mobilenet_v3_large(num_classes: int = 21, *, width: float = 1.0,
     """
     net = mobilenet_v3_large(dilated=True, include_top=False, width=width)
     if pretrained_backbone and not pretrained:
-        load_imagenet_weights(net, "mobilenet_v3_large")
+        load_backbone_weights(net, "mobilenet_v3_large", pretrained_backbone)
     features = net.features
     head = LRASPPHead(features.feature_channels["C2"], features.feature_channels["C5"],
                       num_classes, scaled(128, width))

@@ -100,19 +100,31 @@ def build(name: str, num_classes: int, *, width: float = PROFILES["cpu"].width,
           batch_norm: bool = PROFILES["cpu"].batch_norm,
           dropout: float = PROFILES["cpu"].dropout) -> nn.Module:
     """A baseline (:data:`BASELINES`) or a zoo model built as the CPU profile builds it: reduced
-    ``width``, BatchNorm and ``dropout`` where the model's factory takes them, random weights."""
+    ``width``, BatchNorm and ``dropout`` where the model's factory takes them, random weights.
+
+    ``name + "+shapes"`` (``"fcn8s+shapes"``) is the same model with the shipped shape-pretrained
+    backbone (``pretrained_backbone="shapes"``, :mod:`segedu.backbones.pretrained`): a run of
+    each, side by side, measures what pretraining gives under the same budget."""
     if name in BASELINES:
         return BASELINES[name](num_classes)
-    if name not in list_models():
+    base, plus, weights = name.partition("+")
+    if plus and weights != "shapes":
+        raise ValueError(f"{name!r}: the only weights a name can ask for are '+shapes' (the "
+                         f"shipped shape-pretrained backbone), as in '{base}+shapes'.")
+    if base not in list_models():
         raise ValueError(f"unknown model {name!r}; choose a baseline ({', '.join(BASELINES)}) "
-                         f"or a zoo model ({', '.join(list_models())}).")
+                         f"or a zoo model ({', '.join(list_models())}), optionally with "
+                         "'+shapes'.")
     wanted = {"width": width, "batch_norm": batch_norm, "dropout": dropout,
-              "pretrained_backbone": False}
-    params = inspect.signature(get_factory(name)).parameters
+              "pretrained_backbone": weights or False}
+    params = inspect.signature(get_factory(base)).parameters
     open_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if weights and "pretrained_backbone" not in params:
+        raise ValueError(f"{base} has no pretrained backbone to load (its factory takes no "
+                         f"pretrained_backbone): drop '+{weights}'.")
     if open_kwargs:  # factories that forward **kwargs: ask the chapter's network what it takes
-        return _build_forwarding(name, num_classes, wanted)
-    return build_model(name, num_classes, **{k: v for k, v in wanted.items() if k in params})
+        return _build_forwarding(base, num_classes, wanted)
+    return build_model(base, num_classes, **{k: v for k, v in wanted.items() if k in params})
 
 
 def _build_forwarding(name: str, num_classes: int, wanted: dict) -> nn.Module:

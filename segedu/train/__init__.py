@@ -7,7 +7,9 @@
 * :mod:`~segedu.train.trainer` — :class:`Trainer`: losses from :mod:`segedu.losses`, AMP,
   progress bars, history CSV and plot, atomic checkpoints, exact resume;
 * :mod:`~segedu.train.distributed` — the same Trainer on many GPUs through ``torchrun``;
-* :mod:`~segedu.train.inference` — sliding-window and multi-scale + flip evaluation.
+* :mod:`~segedu.train.inference` — sliding-window and multi-scale + flip evaluation;
+* :mod:`~segedu.train.pretext` — the objectness pretext that pretrains the width-1/8 backbones
+  the package ships (``pretrained_backbone="shapes"``), the CPU's stand-in for ImageNet.
 """
 
 from .inference import multiscale_probs, sliding_window_probs
