@@ -5,6 +5,9 @@ records the calls instead of making them.)"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -39,3 +42,34 @@ def test_on_the_cpu_nothing_waits(events):
 def test_compare_latency_rejects_no_repeats_like_measure_latency():
     with pytest.raises(ValueError, match="repeats >= 1"):
         compare_latency({"a": lambda: None}, repeats=0)
+
+
+def test_compare_latency_keeps_each_round_so_ratios_can_be_paired(monkeypatch):
+    # A fake clock: runner "a" takes 2 ms and "b" 1 ms in round 1, then 4 and 2 ms (the machine
+    # slowed down for both): each runner keeps its calls in round order, so rounds pair up.
+    ticks = iter([0.0, 0.002, 0.002, 0.003, 0.003, 0.007, 0.007, 0.009])
+    monkeypatch.setattr("segedu.deploy.measure.time.perf_counter", lambda: next(ticks))
+    times = compare_latency({"a": lambda: None, "b": lambda: None}, warmup=0, repeats=2)
+    assert times["a"].times_ms == pytest.approx((2.0, 4.0))
+    assert times["b"].times_ms == pytest.approx((1.0, 2.0))
+    pairs = zip(times["a"].times_ms, times["b"].times_ms, strict=True)
+    assert [x / y for x, y in pairs] == pytest.approx([2.0, 2.0])
+
+
+def test_the_parity_benchmark_pairs_identical_networks_and_stores_paired_ratios(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import parity_speed
+
+    parity_speed.main(["--device", "cpu", "--models", "mobilenet_v3_large", "--batches", "1",
+                       "--sizes", "64", "--repeats", "2", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "parity_speed_cpu.json").read_text())["rows"]
+    assert [(r["mode"], r["batch"], r["size"]) for r in rows] == [("forward", 1, 64),
+                                                                 ("train", 1, 64)]
+    for r in rows:
+        ratios = [a / b for a, b in zip(r["ours"]["times_ms"], r["theirs"]["times_ms"],
+                                        strict=True)]
+        assert len(ratios) == 2 and r["ratio_q1"] <= r["ratio"] <= r["ratio_q3"]
+        assert min(ratios) <= r["ratio"] <= max(ratios)
+    with pytest.raises(SystemExit):
+        parity_speed.main(["--models", "no_such_pair", "--out", str(tmp_path)])

@@ -27,7 +27,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -51,6 +51,9 @@ class Latency:
     repeats: int
     warmup: int
     threads: int
+    #: Every timed call in order: with :func:`compare_latency`, call ``i`` of each runner
+    #: belongs to the same round, so ``a.times_ms[i] / b.times_ms[i]`` is a paired ratio.
+    times_ms: tuple[float, ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         return (f"{self.median:.1f} ms (IQR {self.q1:.1f}-{self.q3:.1f}, {self.repeats} runs, "
@@ -63,7 +66,8 @@ class Latency:
 def _summary(times_ms: list[float], warmup: int, threads: int) -> Latency:
     q = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
     return Latency(median=statistics.median(times_ms), q1=q[0], q3=q[2], min=min(times_ms),
-                   max=max(times_ms), repeats=len(times_ms), warmup=warmup, threads=threads)
+                   max=max(times_ms), repeats=len(times_ms), warmup=warmup, threads=threads,
+                   times_ms=tuple(times_ms))
 
 
 def _timer(device: torch.device | str | None) -> Callable[[Callable[[], object]], float]:
