@@ -74,3 +74,24 @@ def test_the_parity_benchmark_pairs_identical_networks_and_stores_paired_ratios(
         assert min(ratios) <= r["ratio"] <= max(ratios)
     with pytest.raises(SystemExit):
         parity_speed.main(["--models", "no_such_pair", "--out", str(tmp_path)])
+
+
+def test_the_course_runtime_script_times_each_notebook_in_a_fresh_kernel(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import course_runtime
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, time\nprofile = os.environ['SEGEDU_PROFILE']"),
+        nbformat.v4.new_code_cell("time.sleep(0.3)\nassert profile == 'ci', profile")])
+    path = tmp_path / "99_probe.ipynb"
+    nbformat.write(nb, path)
+    before = path.read_text()
+    monkeypatch.setenv("SEGEDU_PROFILE", "cpu")  # the script sets it for the kernel
+    course_runtime.main(["--profile", "ci", "--notebooks", str(path), "--out", str(tmp_path)])
+    (row,) = json.loads((tmp_path / "course_runtime_ci.json").read_text())["notebooks"]
+    assert row["notebook"] == "99_probe.ipynb" and row["code_cells"] == 2
+    assert row["slowest_cells"][0]["cell"] == 1 and row["slowest_cells"][0]["seconds"] >= 0.3
+    assert row["wall_seconds"] >= row["kernel_start_seconds"] + 0.3
+    assert path.read_text() == before  # the stored notebook is not written
