@@ -112,6 +112,8 @@ def test_bad_requests_get_clear_errors():
                            pretrained_backbone="shapes")
     with pytest.raises(ValueError, match="include_top=False"):
         load_shapes_weights(segedu.backbones.resnet50(width=0.125), "resnet50")
+    with pytest.raises(ValueError, match="3 input channels"):
+        segedu.build_model("pspnet", 3, width=0.125, in_channels=1, pretrained_backbone="shapes")
     with pytest.raises(ValueError, match="pretrained_backbone"):
         load_backbone_weights(segedu.backbones.resnet50(include_top=False, width=0.125),
                               "resnet50", "yes")

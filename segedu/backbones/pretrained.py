@@ -73,7 +73,13 @@ def load_shapes_weights(model: nn.Module, arch: str) -> nn.Module:
     if any(k.startswith(("fc.", "classifier.")) for k in model.state_dict()):
         raise ValueError(f"the shape-pretrained {arch} has no classifier: build the backbone "
                          "with include_top=False.")
-    model.load_state_dict(read_shapes_weights(arch)["backbone"], strict=True)
+    try:
+        model.load_state_dict(read_shapes_weights(arch)["backbone"], strict=True)
+    except RuntimeError as err:  # missing keys or other shapes: another kind of network
+        raise ValueError(
+            f"the shipped {arch} weights do not fit this backbone: they are for a {arch} with 3 "
+            f"input channels at width {SHAPES_WIDTH:g}, as the pretext built it. Build the "
+            f"model that way, or with pretrained_backbone=False. ({str(err)[:300]})") from err
     return model
 
 
